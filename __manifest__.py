@@ -1,0 +1,22 @@
+{
+    "name": "Payment Provider: Vipps MobilePay",
+    "version": "18.0.1.0.0",
+    "category": "Accounting/Payment Providers",
+    "sequence": 350,
+    "summary": "Send invoice payment requests to the Vipps and MobilePay apps.",
+    "author": "payment_vipps contributors",
+    "website": "https://github.com/payment-vipps/payment_vipps",
+    "license": "LGPL-3",
+    "depends": ["account_payment", "phone_validation"],
+    "external_dependencies": {"python": ["phonenumbers"]},
+    "data": [
+        "views/payment_provider_views.xml",
+        # The provider record refers to nothing above but must exist before the hooks run.
+        "data/payment_provider_data.xml",
+    ],
+    "assets": {
+        "web.assets_tests": ["payment_vipps/static/tests/tours/*.js"],
+    },
+    "post_init_hook": "post_init_hook",
+    "uninstall_hook": "uninstall_hook",
+}

@@ -1,0 +1,5 @@
+-- Neutralised copies (staging, test) must never reach the merchant's Vipps account.
+UPDATE payment_provider
+   SET vipps_client_id = NULL,
+       vipps_client_secret = NULL,
+       vipps_subscription_key = NULL;

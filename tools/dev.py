@@ -1,0 +1,537 @@
+#!/usr/bin/env python3
+"""Development environment of payment_vipps: demo server, tests and linters.
+
+    python3 tools/dev.py demo        PostgreSQL + emulator + Odoo with demo invoices
+    python3 tools/dev.py test        the addon's test suite (pytest-odoo)
+    python3 tools/dev.py test-odoo   Odoo's own payment/account_payment suites
+    python3 tools/dev.py lint        the pre-commit linters on the whole repository
+
+Every command first makes sure of its prerequisites, and does nothing twice: the
+virtualenv (``.dev/venv``) is rebuilt only when a requirements file changes, the
+PostgreSQL template database only when the addon's dependencies or Odoo change.
+
+The first stage runs on the system Python with the standard library only; once the
+virtualenv exists the script re-executes itself inside it.
+"""
+
+import argparse
+import ast
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+MODULE = "payment_vipps"
+STATE = REPO / ".dev"
+VENV = STATE / "venv"
+TOOLS = REPO / "tools"
+DEFAULT_ODOO_SRC = (
+    Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    / MODULE
+    / "odoo-18.0"
+)
+ODOO_DOWNLOAD_URL = "https://nightly.odoo.com/18.0/nightly/src/odoo_18.0.latest.tar.gz"
+DB_ROLE = "odoo"
+TEST_DB = "payment_vipps_test"
+DEMO_DB = "payment_vipps_demo"
+TEMPLATE_PREFIX = "payment_vipps_tmpl_"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def say(message):
+    print(f"[dev] {message}", flush=True)
+
+
+def fail(message):
+    print(f"\n[dev] ERROR: {message}\n", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+def run(cmd, check=True, **kwargs):
+    """Run a command, echoing it; exit with its code on failure when `check`."""
+    say("$ " + " ".join(str(part) for part in cmd))
+    result = subprocess.run([str(part) for part in cmd], check=False, **kwargs)
+    if check and result.returncode:
+        sys.exit(result.returncode)
+    return result
+
+
+# --------------------------------------------------------------------------------------
+# Stage 1 (system Python): Odoo source and virtualenv
+# --------------------------------------------------------------------------------------
+
+
+def is_odoo_18_source(path):
+    release = Path(path) / "odoo" / "release.py"
+    if not release.is_file() or not (Path(path) / "requirements.txt").is_file():
+        return False
+    namespace = {}
+    exec(release.read_text(), namespace)  # noqa: S102 - Odoo's own version file
+    addons = Path(path) / "odoo" / "addons"
+    return namespace.get("serie") == "18.0" and (addons / "account_payment").is_dir()
+
+
+def find_odoo_source():
+    """Return the Odoo 18.0 source tree: ODOO_SRC, the default place, or a download."""
+    explicit = os.environ.get("ODOO_SRC")
+    if explicit:
+        if not is_odoo_18_source(explicit):
+            fail(
+                f"ODOO_SRC={explicit} is not an Odoo 18.0 source tree (expected "
+                "setup.py, requirements.txt and odoo/ with every addon in odoo/addons)."
+            )
+        return Path(explicit).resolve()
+    if is_odoo_18_source(DEFAULT_ODOO_SRC):
+        return DEFAULT_ODOO_SRC
+    say(f"No Odoo 18.0 source in {DEFAULT_ODOO_SRC}; downloading {ODOO_DOWNLOAD_URL}")
+    try:
+        download_odoo_source(DEFAULT_ODOO_SRC)
+    except OSError as err:
+        fail(
+            f"Could not find or download the Odoo 18.0 source ({err}).\n"
+            "Point ODOO_SRC at an Odoo 18.0 source tree (setup.py, requirements.txt, "
+            f"odoo/ with its addons), or unpack one into {DEFAULT_ODOO_SRC}."
+        )
+    return DEFAULT_ODOO_SRC
+
+
+def download_odoo_source(target):
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        archive = Path(tmp) / "odoo.tar.gz"
+        with urllib.request.urlopen(ODOO_DOWNLOAD_URL, timeout=60) as response:  # noqa: S310
+            with archive.open("wb") as out:
+                shutil.copyfileobj(response, out)
+        with tarfile.open(archive) as tar:
+            tar.extractall(tmp, filter="data")
+        roots = [p for p in Path(tmp).iterdir() if p.is_dir()]
+        if len(roots) != 1 or not is_odoo_18_source(roots[0]):
+            raise OSError("the downloaded archive is not an Odoo 18.0 source tree")
+        roots[0].rename(target)
+
+
+def venv_python():
+    return VENV / "bin" / "python"
+
+
+def requirements_fingerprint(odoo_src):
+    digest = hashlib.sha256(sys.version.encode())
+    for path in (
+        odoo_src / "requirements.txt",
+        TOOLS / "requirements.txt",
+        TOOLS / "constraints.txt",
+    ):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def ensure_venv(odoo_src):
+    """Create .dev/venv with Odoo's requirements and ours; put Odoo on its path."""
+    stamp = VENV / ".payment_vipps-requirements"
+    fingerprint = requirements_fingerprint(odoo_src)
+    if stamp.exists() and stamp.read_text() == fingerprint and venv_python().exists():
+        return
+    if sys.version_info < (3, 10) or sys.version_info >= (3, 13):
+        fail(f"Odoo 18.0 needs Python 3.10 to 3.12; this is {sys.version.split()[0]}.")
+    say(f"Creating the virtualenv in {VENV}")
+    started = time.monotonic()
+    STATE.mkdir(exist_ok=True)
+    run([sys.executable, "-m", "venv", VENV])
+    # python-ldap needs system headers and serves only auth_ldap: leave it out.
+    odoo_requirements = STATE / "odoo-requirements.txt"
+    odoo_requirements.write_text(
+        "".join(
+            line + "\n"
+            for line in (odoo_src / "requirements.txt").read_text().splitlines()
+            if not line.lower().startswith("python-ldap")
+        )
+    )
+    env = dict(os.environ, PIP_CONSTRAINT=str(TOOLS / "constraints.txt"))
+    pip = [venv_python(), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    run([*pip, "-r", odoo_requirements, "-r", TOOLS / "requirements.txt"], env=env)
+    site_packages = subprocess.check_output(
+        [venv_python(), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        text=True,
+    ).strip()
+    Path(site_packages, "odoo-source.pth").write_text(f"{odoo_src}\n")
+    stamp.write_text(fingerprint)
+    say(f"Virtualenv ready in {time.monotonic() - started:.0f} s")
+
+
+def bootstrap():
+    """Stage 1: make sure of Odoo and the virtualenv, then continue inside it."""
+    odoo_src = find_odoo_source()
+    ensure_venv(odoo_src)
+    if Path(sys.prefix).resolve() != VENV.resolve():
+        env = dict(os.environ, PAYMENT_VIPPS_ODOO_SRC=str(odoo_src))
+        os.execve(venv_python(), [str(venv_python()), __file__, *sys.argv[1:]], env)
+    return odoo_src
+
+
+# --------------------------------------------------------------------------------------
+# Stage 2 (virtualenv): PostgreSQL, configuration, databases
+# --------------------------------------------------------------------------------------
+
+
+class Database:
+    """Where PostgreSQL is: a server the user points at, or the embedded one."""
+
+    def __init__(self, args):
+        self.options = {}
+        self._server = None
+        external = {
+            "db_host": args.db_host or os.environ.get("PGHOST"),
+            "db_port": args.db_port or os.environ.get("PGPORT"),
+            "db_user": args.db_user or os.environ.get("PGUSER"),
+            "db_password": args.db_password or os.environ.get("PGPASSWORD"),
+        }
+        if any(external.values()):
+            self.options = {key: value for key, value in external.items() if value}
+            say(f"Using the PostgreSQL server given by {', '.join(self.options)}")
+        else:
+            self._start_embedded()
+
+    def _start_embedded(self):
+        import warnings
+
+        warnings.filterwarnings("ignore", module="platformdirs")
+        import pgserver
+
+        pgdata = STATE / "pgdata"
+        pgdata.mkdir(parents=True, exist_ok=True)
+        say(f"Starting the embedded PostgreSQL (pgserver) in {pgdata}")
+        self._server = pgserver.get_server(pgdata)
+        info = self._server.get_postmaster_info()
+        self.options = {"db_host": str(info.socket_dir), "db_port": str(info.port)}
+        self._server.psql(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = "
+            f"'{DB_ROLE}') THEN CREATE ROLE {DB_ROLE} SUPERUSER LOGIN; END IF; END $$;"
+        )
+        self.options["db_user"] = DB_ROLE
+
+    def connect(self, dbname="postgres"):
+        import psycopg2
+
+        keys = {"db_host": "host", "db_port": "port", "db_user": "user"}
+        keys["db_password"] = "password"
+        params = {keys[key]: value for key, value in self.options.items()}
+        connection = psycopg2.connect(dbname=dbname, **params)
+        connection.autocommit = True
+        return connection
+
+    def sql(self, query, params=None, dbname="postgres"):
+        connection = self.connect(dbname)
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(query, params)
+                return cursor.fetchall() if cursor.description else None
+        finally:
+            connection.close()
+
+    def exists(self, name):
+        return bool(self.sql("SELECT 1 FROM pg_database WHERE datname = %s", [name]))
+
+    def drop(self, name):
+        self.sql(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+            [name],
+        )
+        self.sql(f'DROP DATABASE IF EXISTS "{name}"')
+
+    def copy(self, template, name):
+        self.drop(name)
+        self.sql(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def manifest():
+    return ast.literal_eval((REPO / "__manifest__.py").read_text())
+
+
+def addons_dir():
+    """A folder holding the addon under its technical name, whatever the clone's name."""
+    folder = STATE / "addons"
+    folder.mkdir(parents=True, exist_ok=True)
+    link = folder / MODULE
+    if not link.is_symlink() or link.resolve() != REPO:
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(REPO, target_is_directory=True)
+    return folder
+
+
+def write_config(odoo_src, database, name, **extra):
+    options = {
+        "addons_path": f"{odoo_src / 'odoo' / 'addons'},{addons_dir()}",
+        "data_dir": str(STATE / "data"),
+        "admin_passwd": "admin",
+        "without_demo": "all",
+        "http_interface": "127.0.0.1",
+        "max_cron_threads": "0",
+        **database.options,
+        **extra,
+    }
+    path = STATE / f"{name}.conf"
+    path.write_text(
+        "[options]\n" + "".join(f"{key} = {value}\n" for key, value in options.items())
+    )
+    return path
+
+
+def odoo(config, *args, check=True, **kwargs):
+    return run([sys.executable, "-m", "odoo", "-c", config, *args], check=check, **kwargs)
+
+
+def ensure_template(odoo_src, database, config):
+    """Return a database with the addon's dependencies installed, built once."""
+    depends = sorted(manifest()["depends"])
+    release = (odoo_src / "odoo" / "release.py").read_bytes()
+    digest = hashlib.sha256(json.dumps(depends).encode() + release)
+    digest.update(str(odoo_src).encode())
+    name = TEMPLATE_PREFIX + digest.hexdigest()[:12]
+    if database.exists(name):
+        return name
+    for (stale,) in database.sql(
+        "SELECT datname FROM pg_database WHERE datname LIKE %s", [TEMPLATE_PREFIX + "%"]
+    ):
+        database.drop(stale)
+    say(f"Building the template database {name} ({', '.join(depends)})")
+    started = time.monotonic()
+    building = name + "_building"
+    database.drop(building)
+    odoo(config, "-d", building, "-i", ",".join(depends), "--stop-after-init")
+    database.sql(f'ALTER DATABASE "{building}" RENAME TO "{name}"')
+    say(f"Template ready in {time.monotonic() - started:.0f} s")
+    return name
+
+
+def fresh_database(odoo_src, database, config, name):
+    """Copy the template into `name` and install the addon in it."""
+    template = ensure_template(odoo_src, database, config)
+    database.copy(template, name)
+    odoo(config, "-d", name, "-i", MODULE, "--stop-after-init")
+
+
+# --------------------------------------------------------------------------------------
+# Commands
+# --------------------------------------------------------------------------------------
+
+
+def ensure_browser():
+    """Make sure Chromium and websocket-client are there; say so loudly when not."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium and os.geteuid() == 0 and shutil.which("apt-get"):
+        say("Chromium is missing: installing it with apt-get (browser tests need it)")
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        run(["apt-get", "update", "-qq"], check=False, env=env)
+        run(["apt-get", "install", "-y", "-qq", "chromium"], check=False, env=env)
+        chromium = shutil.which("chromium")
+    try:
+        import websocket  # noqa: F401
+    except ImportError:
+        chromium = None
+    if not chromium:
+        banner = "!" * 78
+        message = (
+            f"\n{banner}\n  Chromium (or websocket-client) is missing: the browser tests "
+            f"WILL BE SKIPPED.\n  Install it with: apt-get install chromium\n{banner}\n"
+        )
+        print(message, file=sys.stderr, flush=True)
+        if IN_CI:
+            fail("CI=true and browser tests cannot run.")
+
+
+def cmd_test(odoo_src, args):
+    database = Database(args)
+    ensure_browser()
+    config = write_config(odoo_src, database, "test", http_port=free_port())
+    fresh_database(odoo_src, database, config, TEST_DB)
+    junit = STATE / "pytest-junit.xml"
+    env = dict(
+        os.environ,
+        PAYMENT_VIPPS_TEMPLATE_DB=ensure_template(odoo_src, database, config),
+        PAYMENT_VIPPS_ODOO_CONFIG=str(config),
+    )
+    targets = args.pytest_args or [
+        str(addons_dir() / MODULE / "tests"),
+        str(addons_dir() / MODULE / "vipps_emulator" / "tests"),
+    ]
+    targets = [target for target in targets if Path(target).exists() or "::" in target]
+    result = run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            f"--odoo-config={config}",
+            f"--odoo-database={TEST_DB}",
+            "--odoo-http",
+            f"--junitxml={junit}",
+            "-o",
+            "junit_family=xunit2",
+            "-rs",
+            f"--rootdir={addons_dir()}",
+            *targets,
+        ],
+        check=False,
+        env=env,
+        # Run from the folder that holds the addon under its technical name, so that
+        # pytest imports the tests as odoo.addons.payment_vipps.tests.*
+        cwd=addons_dir(),
+    )
+    skipped = count_skipped(junit)
+    if skipped and IN_CI:
+        fail(f"{skipped} test(s) were skipped; under CI=true every test must run.")
+    sys.exit(result.returncode)
+
+
+def count_skipped(junit):
+    import xml.etree.ElementTree as ET
+
+    if not junit.exists():
+        return 0
+    root = ET.parse(junit).getroot()
+    return sum(int(suite.get("skipped", 0)) for suite in root.iter("testsuite"))
+
+
+def cmd_test_odoo(odoo_src, args):
+    """Run Odoo's own payment and account_payment tests with payment_vipps installed."""
+    database = Database(args)
+    name = TEST_DB + "_odoo"
+    config = write_config(odoo_src, database, "test-odoo", http_port=free_port())
+    fresh_database(odoo_src, database, config, name)
+    odoo(
+        config,
+        "-d",
+        name,
+        "-u",
+        "payment,account_payment",
+        "--test-enable",
+        "--test-tags",
+        "/payment,/account_payment",
+        "--log-level=test",
+        "--stop-after-init",
+    )
+
+
+def cmd_lint(odoo_src, args):
+    run([sys.executable, "-m", "pre_commit", "run", "--all-files", "--show-diff-on-failure"])
+
+
+def cmd_demo(odoo_src, args):
+    database = Database(args)
+    url = f"http://127.0.0.1:{args.port}"
+    emulator_url = f"http://127.0.0.1:{args.emulator_port}"
+    config = write_config(
+        odoo_src, database, "demo", http_port=args.port, max_cron_threads=1
+    )
+    if args.reset or not database.exists(DEMO_DB):
+        fresh_database(odoo_src, database, config, DEMO_DB)
+    else:
+        odoo(config, "-d", DEMO_DB, "-u", MODULE, "--stop-after-init")
+    emulator = None
+    if (REPO / "vipps_emulator").is_dir():
+        emulator = subprocess.Popen(
+            [sys.executable, "-m", "vipps_emulator", "--port", str(args.emulator_port)],
+            cwd=REPO,
+        )
+    run_in_odoo(
+        config, DEMO_DB, TOOLS / "demo_data.py", base_url=url, emulator_url=emulator_url
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-m", "odoo", "-c", config, "-d", DEMO_DB, "--db-filter", DEMO_DB]
+    )
+    try:
+        wait_for(f"{url}/web/login", timeout=120)
+        banner = "=" * 78
+        print(
+            f"\n{banner}\n  Odoo with payment_vipps is running: {url}/odoo/action-"
+            f"account.action_move_out_invoice_type\n  Login: admin   Password: admin\n"
+            f"  Vipps emulator: {emulator_url}   (Ctrl-C stops everything)\n{banner}\n",
+            flush=True,
+        )
+        if args.check:
+            return
+        server.wait()
+    finally:
+        for process in (server, emulator):
+            if process and process.poll() is None:
+                process.terminate()
+                process.wait(30)
+
+
+def wait_for(url, timeout):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310
+                if response.status == 200:
+                    return
+        except OSError:
+            if time.monotonic() > deadline:
+                fail(f"{url} did not answer within {timeout} s")
+            time.sleep(1)
+
+
+def run_in_odoo(config, dbname, script, **params):
+    """Run a Python script with an Odoo `env` (superuser) and commit."""
+    runner = (
+        "import json, sys, odoo\n"
+        "from odoo.tools import config\n"
+        "config.parse_config(['-c', sys.argv[1]])\n"
+        "odoo.service.server.load_server_wide_modules()\n"
+        "registry = odoo.modules.registry.Registry(sys.argv[2])\n"
+        "with registry.cursor() as cr:\n"
+        "    env = odoo.api.Environment(cr, odoo.SUPERUSER_ID, {})\n"
+        "    code = compile(open(sys.argv[3]).read(), sys.argv[3], 'exec')\n"
+        "    exec(code, {'env': env, 'params': json.loads(sys.argv[4])})\n"
+    )
+    run([sys.executable, "-c", runner, config, dbname, script, json.dumps(params)])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db-host", help="PostgreSQL host (default: PGHOST or embedded)")
+    parser.add_argument("--db-port", help="PostgreSQL port (default: PGPORT)")
+    parser.add_argument("--db-user", help="PostgreSQL role (default: PGUSER)")
+    parser.add_argument("--db-password", help="PostgreSQL password (default: PGPASSWORD)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser("demo", help="run Odoo with the addon and demo invoices")
+    demo.add_argument("--port", type=int, default=int(os.environ.get("ODOO_PORT", 8069)))
+    demo.add_argument("--emulator-port", type=int, default=8077)
+    demo.add_argument("--reset", action="store_true", help="rebuild the demo database")
+    demo.add_argument("--check", action="store_true", help="stop once the server answers")
+    test = commands.add_parser("test", help="run the addon's tests")
+    test.add_argument(
+        "pytest_args", nargs=argparse.REMAINDER, help="pytest paths/options (default: all)"
+    )
+    commands.add_parser("test-odoo", help="run Odoo's payment suites with the addon")
+    commands.add_parser("lint", help="run the linters on the whole repository")
+    args = parser.parse_args()
+    odoo_src = bootstrap()
+    handler = {
+        "demo": cmd_demo,
+        "test": cmd_test,
+        "test-odoo": cmd_test_odoo,
+        "lint": cmd_lint,
+    }[args.command]
+    handler(odoo_src, args)
+
+
+if __name__ == "__main__":
+    main()
