@@ -11,7 +11,7 @@
     "external_dependencies": {"python": ["phonenumbers"]},
     "data": [
         "views/payment_provider_views.xml",
-        # The provider record refers to nothing above but must exist before the hooks run.
+        # The provider record must exist before the post-init hook runs.
         "data/payment_provider_data.xml",
     ],
     "assets": {

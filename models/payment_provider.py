@@ -32,9 +32,9 @@ class PaymentProvider(models.Model):
     )
     vipps_api_url_override = fields.Char(
         string="API Base URL Override",
-        help="Technical: send every API call to this URL instead of the Vipps host of the "
-        "current state, e.g. http://127.0.0.1:8077 for the local Vipps emulator. "
-        "Leave empty in real use.",
+        help="Technical: send every API call to this URL instead of the Vipps host "
+        "of the current state, e.g. http://127.0.0.1:8077 for the local Vipps "
+        "emulator. Leave empty in real use.",
         groups="base.group_system",
     )
 

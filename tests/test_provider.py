@@ -21,7 +21,11 @@ class TestVippsProvider(VippsCommon):
         """The provider uses Odoo's existing vipps and mobile_pay payment methods."""
         provider = self.env.ref("payment_vipps.payment_provider_vipps").sudo()
         self.assertEqual(
-            set(provider.with_context(active_test=False).payment_method_ids.mapped("code")),
+            set(
+                provider.with_context(active_test=False).payment_method_ids.mapped(
+                    "code"
+                )
+            ),
             {"vipps", "mobile_pay"},
         )
         self.assertEqual(
@@ -49,7 +53,9 @@ class TestVippsProvider(VippsCommon):
             {
                 "name": "Accountant",
                 "login": "vipps_accountant",
-                "groups_id": [(6, 0, [self.env.ref("account.group_account_manager").id])],
+                "groups_id": [
+                    (6, 0, [self.env.ref("account.group_account_manager").id])
+                ],
             }
         )
         provider = self.vipps.with_user(accountant)

@@ -58,18 +58,22 @@ class TestInstallUninstall(BaseCase):
                 )
                 self.assertEqual(cr.fetchone()[0], "uninstalled")
                 cr.execute(
-                    "SELECT column_name FROM information_schema.columns"
-                    " WHERE table_name = 'payment_provider' AND column_name LIKE 'vipps%'"
+                    "SELECT column_name FROM information_schema.columns WHERE"
+                    " table_name = 'payment_provider' AND column_name LIKE 'vipps%'"
                 )
                 self.assertFalse(cr.fetchall(), msg="Vipps columns must be dropped.")
                 cr.execute("SELECT count(*) FROM payment_provider WHERE code = 'vipps'")
                 self.assertEqual(cr.fetchone()[0], 0)
-                cr.execute("SELECT count(*) FROM account_payment_method WHERE code = 'vipps'")
+                cr.execute(
+                    "SELECT count(*) FROM account_payment_method WHERE code = 'vipps'"
+                )
                 self.assertEqual(cr.fetchone()[0], 0, msg="The payment method must go.")
                 cr.execute(
                     "SELECT count(*) FROM ir_model_data WHERE module = 'payment_vipps'"
                 )
-                self.assertEqual(cr.fetchone()[0], 0, msg="No data of the addon remains.")
+                self.assertEqual(
+                    cr.fetchone()[0], 0, msg="No data of the addon remains."
+                )
         finally:
             with db_connect("postgres").cursor() as cr:
                 cr._cnx.autocommit = True

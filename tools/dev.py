@@ -156,7 +156,14 @@ def ensure_venv(odoo_src):
         )
     )
     env = dict(os.environ, PIP_CONSTRAINT=str(TOOLS / "constraints.txt"))
-    pip = [venv_python(), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    pip = [
+        venv_python(),
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+    ]
     run([*pip, "-r", odoo_requirements, "-r", TOOLS / "requirements.txt"], env=env)
     site_packages = subprocess.check_output(
         [venv_python(), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
@@ -263,7 +270,11 @@ def manifest():
 
 
 def addons_dir():
-    """A folder holding the addon under its technical name, whatever the clone's name."""
+    """Return a folder that holds the addon under its technical name.
+
+    The clone may have any name; Odoo and pytest-odoo need the folder to be named
+    after the module, so the folder holds a symlink to the repository.
+    """
     folder = STATE / "addons"
     folder.mkdir(parents=True, exist_ok=True)
     link = folder / MODULE
@@ -293,7 +304,9 @@ def write_config(odoo_src, database, name, **extra):
 
 
 def odoo(config, *args, check=True, **kwargs):
-    return run([sys.executable, "-m", "odoo", "-c", config, *args], check=check, **kwargs)
+    return run(
+        [sys.executable, "-m", "odoo", "-c", config, *args], check=check, **kwargs
+    )
 
 
 def ensure_template(odoo_src, database, config):
@@ -347,8 +360,9 @@ def ensure_browser():
     if not chromium:
         banner = "!" * 78
         message = (
-            f"\n{banner}\n  Chromium (or websocket-client) is missing: the browser tests "
-            f"WILL BE SKIPPED.\n  Install it with: apt-get install chromium\n{banner}\n"
+            f"\n{banner}\n  Chromium (or websocket-client) is missing: the browser "
+            "tests WILL BE SKIPPED.\n  Install it with: apt-get install chromium\n"
+            f"{banner}\n"
         )
         print(message, file=sys.stderr, flush=True)
         if IN_CI:
@@ -430,7 +444,33 @@ def cmd_test_odoo(odoo_src, args):
 
 
 def cmd_lint(odoo_src, args):
-    run([sys.executable, "-m", "pre_commit", "run", "--all-files", "--show-diff-on-failure"])
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pre_commit",
+            "run",
+            "--all-files",
+            "--show-diff-on-failure",
+        ]
+    )
+
+
+def cmd_shell(odoo_src, args):
+    """Open an Odoo shell on a database (the demo one by default)."""
+    database = Database(args)
+    config = write_config(odoo_src, database, "shell")
+    odoo_shell = [
+        sys.executable,
+        "-m",
+        "odoo",
+        "shell",
+        "-c",
+        config,
+        "-d",
+        args.database,
+    ]
+    sys.exit(run([*odoo_shell, "--no-http"], check=False).returncode)
 
 
 def cmd_demo(odoo_src, args):
@@ -454,7 +494,17 @@ def cmd_demo(odoo_src, args):
         config, DEMO_DB, TOOLS / "demo_data.py", base_url=url, emulator_url=emulator_url
     )
     server = subprocess.Popen(
-        [sys.executable, "-m", "odoo", "-c", config, "-d", DEMO_DB, "--db-filter", DEMO_DB]
+        [
+            sys.executable,
+            "-m",
+            "odoo",
+            "-c",
+            config,
+            "-d",
+            DEMO_DB,
+            "--db-filter",
+            DEMO_DB,
+        ]
     )
     try:
         wait_for(f"{url}/web/login", timeout=120)
@@ -489,7 +539,7 @@ def wait_for(url, timeout):
 
 
 def run_in_odoo(config, dbname, script, **params):
-    """Run a Python script with an Odoo `env` (superuser) and commit."""
+    """Run `load(env, params)` of a Python script with a superuser env, and commit."""
     runner = (
         "import json, sys, odoo\n"
         "from odoo.tools import config\n"
@@ -498,29 +548,42 @@ def run_in_odoo(config, dbname, script, **params):
         "registry = odoo.modules.registry.Registry(sys.argv[2])\n"
         "with registry.cursor() as cr:\n"
         "    env = odoo.api.Environment(cr, odoo.SUPERUSER_ID, {})\n"
-        "    code = compile(open(sys.argv[3]).read(), sys.argv[3], 'exec')\n"
-        "    exec(code, {'env': env, 'params': json.loads(sys.argv[4])})\n"
+        "    namespace = {}\n"
+        "    exec(compile(open(sys.argv[3]).read(), sys.argv[3], 'exec'), namespace)\n"
+        "    namespace['load'](env, json.loads(sys.argv[4]))\n"
     )
     run([sys.executable, "-c", runner, config, dbname, script, json.dumps(params)])
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--db-host", help="PostgreSQL host (default: PGHOST or embedded)")
+    parser.add_argument(
+        "--db-host", help="PostgreSQL host (default: PGHOST or embedded)"
+    )
     parser.add_argument("--db-port", help="PostgreSQL port (default: PGPORT)")
     parser.add_argument("--db-user", help="PostgreSQL role (default: PGUSER)")
-    parser.add_argument("--db-password", help="PostgreSQL password (default: PGPASSWORD)")
+    parser.add_argument(
+        "--db-password", help="PostgreSQL password (default: PGPASSWORD)"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="run Odoo with the addon and demo invoices")
-    demo.add_argument("--port", type=int, default=int(os.environ.get("ODOO_PORT", 8069)))
+    demo.add_argument(
+        "--port", type=int, default=int(os.environ.get("ODOO_PORT", 8069))
+    )
     demo.add_argument("--emulator-port", type=int, default=8077)
     demo.add_argument("--reset", action="store_true", help="rebuild the demo database")
-    demo.add_argument("--check", action="store_true", help="stop once the server answers")
+    demo.add_argument(
+        "--check", action="store_true", help="stop once the server answers"
+    )
     test = commands.add_parser("test", help="run the addon's tests")
     test.add_argument(
-        "pytest_args", nargs=argparse.REMAINDER, help="pytest paths/options (default: all)"
+        "pytest_args",
+        nargs=argparse.REMAINDER,
+        help="pytest paths/options (default: all)",
     )
     commands.add_parser("test-odoo", help="run Odoo's payment suites with the addon")
+    shell = commands.add_parser("shell", help="an Odoo shell (reads a script on stdin)")
+    shell.add_argument("database", nargs="?", default=DEMO_DB)
     commands.add_parser("lint", help="run the linters on the whole repository")
     args = parser.parse_args()
     odoo_src = bootstrap()
@@ -529,6 +592,7 @@ def main():
         "test": cmd_test,
         "test-odoo": cmd_test_odoo,
         "lint": cmd_lint,
+        "shell": cmd_shell,
     }[args.command]
     handler(odoo_src, args)
 
