@@ -1,0 +1,147 @@
+"""Command line: ``python3 -m vipps_emulator --port 8123``.
+
+Serves until interrupted (Ctrl-C or SIGTERM). The first line written to
+standard output is the base URL, so scripts can wait for it.
+"""
+
+import argparse
+import logging
+import signal
+import sys
+
+from . import config
+from .emulator import Emulator
+
+
+def _bool_flag(parser, name, default, help_text):
+    group = parser.add_mutually_exclusive_group()
+    dest = name.replace("-", "_")
+    group.add_argument(f"--{name}", dest=dest, action="store_true", help=help_text)
+    group.add_argument(f"--no-{name}", dest=dest, action="store_false")
+    parser.set_defaults(**{dest: default})
+
+
+def build_parser():
+    """Return the argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="python3 -m vipps_emulator",
+        description="Local, stateful emulator of the Vipps MobilePay APIs.",
+    )
+    add = parser.add_argument
+    add("--host", default="127.0.0.1", help="interface to bind (127.0.0.1)")
+    add("--port", type=int, default=8123, help="port to bind; 0 = any free (8123)")
+    add("--public-url", help="base URL written into redirectUrl (default: own URL)")
+    add("--merchant-serial-number", "--msn", default=config.DEFAULT_MSN)
+    add("--client-id", default=config.DEFAULT_CLIENT_ID)
+    add("--client-secret", default=config.DEFAULT_CLIENT_SECRET)
+    add("--subscription-key", default=config.DEFAULT_SUBSCRIPTION_KEY)
+    add("--merchant-name", default=config.DEFAULT_MERCHANT_NAME)
+    add(
+        "--currency",
+        default="NOK",
+        choices=config.CURRENCIES + config.OPTIONAL_CURRENCIES,
+        help="the sales unit's currency; others are refused with 5040 (NOK)",
+    )
+    add(
+        "--market",
+        choices=sorted(config.MARKETS),
+        help="the sales unit's country; sets --currency (NO=NOK, DK=DKK, FI=EUR, "
+        "SE=SEK)",
+    )
+    add(
+        "--long-living-max-days",
+        type=int,
+        default=config.DEFAULT_LONG_LIVING_MAX_DAYS,
+        help="furthest expiresAt in days; 0 = not approved, 5050 (28)",
+    )
+    _bool_flag(parser, "push-allowed", True, "allow PUSH_MESSAGE (else 5080)")
+    add(
+        "--no-push",
+        dest="push_allowed",
+        action="store_false",
+        help="= --no-push-allowed",
+    )
+    _bool_flag(parser, "partial-capture", True, "allow partial capture (else 6140)")
+    add(
+        "--token-ttl",
+        type=int,
+        default=config.DEFAULT_TOKEN_TTL,
+        help="access token lifetime in seconds (3600)",
+    )
+    add(
+        "--not-vipps-user",
+        action="append",
+        default=[],
+        metavar="PHONE",
+        help="a phone number that gets 7010 (repeatable); numbers ending in "
+        "--not-user-suffix get it too",
+    )
+    add("--not-user-suffix", default="0000", help="see --not-vipps-user (0000)")
+    add(
+        "--http-host",
+        action="append",
+        metavar="HOST",
+        help="host allowed in plain http:// URLs (repeatable; default: loopback)",
+    )
+    add(
+        "--webhook-retry-delays",
+        default="1,5,15,60,300",
+        help="seconds between webhook attempts, comma-separated (1,5,15,60,300)",
+    )
+    _bool_flag(
+        parser,
+        "receipt-sum-check",
+        True,
+        "require receipt lines to add up to the amount",
+    )
+    add("--verbose", "-v", action="store_true", help="log every request")
+    return parser
+
+
+def main(argv=None):
+    """Run the emulator until interrupted."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    options = {
+        "merchant_serial_number": args.merchant_serial_number,
+        "client_id": args.client_id,
+        "client_secret": args.client_secret,
+        "subscription_key": args.subscription_key,
+        "merchant_name": args.merchant_name,
+        "currency": config.MARKETS[args.market] if args.market else args.currency,
+        "long_living_max_days": args.long_living_max_days,
+        "push_allowed": args.push_allowed,
+        "partial_capture_allowed": args.partial_capture,
+        "token_ttl": args.token_ttl,
+        "not_vipps_users": args.not_vipps_user,
+        "not_user_suffix": args.not_user_suffix,
+        "receipt_sum_must_match": args.receipt_sum_check,
+        "webhook_retry_delays": [
+            float(d) for d in args.webhook_retry_delays.split(",") if d.strip()
+        ],
+        "public_url": args.public_url,
+    }
+    if args.http_host:
+        options["http_hosts"] = args.http_host
+    try:
+        emulator = Emulator(args.host, args.port, **options)
+        emulator.start()
+    except (ValueError, OSError) as err:
+        sys.stderr.write(f"vipps_emulator: {err}\n")
+        return 2
+    signal.signal(signal.SIGTERM, lambda *_: emulator.stopping.set())
+    sys.stdout.write(f"{emulator.url}\n")
+    sys.stdout.write(
+        f"Vipps MobilePay emulator for MSN {emulator.merchant.msn} "
+        f"({emulator.merchant.currency}); app inbox: {emulator.url}/app/inbox\n"
+    )
+    sys.stdout.flush()
+    emulator.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

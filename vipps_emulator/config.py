@@ -1,0 +1,145 @@
+"""Emulator settings: the emulated sales units (merchants) and market rules.
+
+A sales unit is identified by its Merchant Serial Number (MSN) and owns one set
+of API credentials. Its market fixes the one currency it can take payments in.
+"""
+
+import dataclasses
+import re
+
+DEFAULT_MSN = "123456"
+DEFAULT_CLIENT_ID = "emulator-client-id"
+DEFAULT_CLIENT_SECRET = "emulator-client-secret"
+DEFAULT_SUBSCRIPTION_KEY = "emulator-subscription-key"
+DEFAULT_MERCHANT_NAME = "Emulated Merchant AS"
+DEFAULT_TOKEN_TTL = 3600  # seconds; the Vipps test environment issues 1-hour tokens
+DEFAULT_LONG_LIVING_MAX_DAYS = 28
+# The customer used when an approval names no phone number and the payment has
+# none (control API, Emulator.approve(), force approve by token only).
+DEFAULT_TEST_PHONE = "4791234567"
+
+# NOK, DKK and EUR are in every spec copy; SEK is accepted by the official
+# WooCommerce plugin but is in no spec (unverified), so it is opt-in here.
+CURRENCIES = ("NOK", "DKK", "EUR")
+OPTIONAL_CURRENCIES = ("SEK",)
+# Market (country of the sales unit) -> its only currency.
+MARKETS = {"NO": "NOK", "DK": "DKK", "FI": "EUR", "SE": "SEK"}
+
+# Smallest payment per currency, in minor units (error 6010 below it).
+MINIMUM_AMOUNT = {"NOK": 100, "DKK": 1, "EUR": 1, "SEK": 100}
+MAXIMUM_AMOUNT = 65_000_000
+
+# How long a reservation can be captured, by market (error 6100 after it).
+CAPTURE_DEADLINE_DAYS = {"NOK": 180, "SEK": 180, "DKK": 14, "EUR": 14}
+CANCEL_DEADLINE_DAYS = 180  # error 6030
+REFUND_DEADLINE_DAYS = 365  # error 6220
+
+DEFAULT_PAYMENT_LIFETIME = 10 * 60  # seconds, without expiresAt
+MINIMUM_LONG_LIVING = 10 * 60  # expiresAt must be further away than this (6120)
+USERINFO_RETENTION_HOURS = 168  # profile data can be read for 7 days
+
+MSN_PATTERN = re.compile(r"^[0-9]{4,6}$")
+
+
+@dataclasses.dataclass
+class Merchant:
+    """One emulated sales unit and what it is allowed to do."""
+
+    merchant_serial_number: str = DEFAULT_MSN
+    client_id: str = DEFAULT_CLIENT_ID
+    client_secret: str = DEFAULT_CLIENT_SECRET
+    subscription_key: str = DEFAULT_SUBSCRIPTION_KEY
+    currency: str = "NOK"
+    name: str = DEFAULT_MERCHANT_NAME
+    # Approval for long-living payments: the furthest expiresAt in days;
+    # 0 means the sales unit is not approved (error 5050).
+    long_living_max_days: int = DEFAULT_LONG_LIVING_MAX_DAYS
+    push_allowed: bool = True  # False: PUSH_MESSAGE fails with 5080
+    partial_capture_allowed: bool = True  # False: partial capture fails with 6140
+    nin_allowed: bool = False  # profile scope "nin" needs a permission (5030)
+
+    def __post_init__(self):
+        self.merchant_serial_number = str(self.merchant_serial_number)
+        if not MSN_PATTERN.match(self.merchant_serial_number):
+            raise ValueError("merchant_serial_number must be 4 to 6 digits")
+        self.currency = self.currency.upper()
+        if self.currency not in CURRENCIES + OPTIONAL_CURRENCIES:
+            raise ValueError(f"unsupported currency {self.currency!r}")
+        if int(self.long_living_max_days) < 0:
+            raise ValueError("long_living_max_days cannot be negative")
+        self.long_living_max_days = int(self.long_living_max_days)
+        for field in ("client_id", "client_secret", "subscription_key"):
+            if not getattr(self, field):
+                raise ValueError(f"{field} cannot be empty")
+
+    @property
+    def msn(self):
+        """Shorthand for the Merchant Serial Number."""
+        return self.merchant_serial_number
+
+    def public_settings(self):
+        """Return the settings without the secrets (for the control API)."""
+        data = dataclasses.asdict(self)
+        for secret in ("client_secret", "subscription_key"):
+            data.pop(secret)
+        return data
+
+    def update(self, **changes):
+        """Change settings in place, re-checking them; unknown names are refused."""
+        names = {field.name for field in dataclasses.fields(self)}
+        unknown = set(changes) - names
+        if unknown:
+            raise ValueError(f"unknown merchant settings: {sorted(unknown)}")
+        candidate = dataclasses.replace(self, **changes)
+        for field in dataclasses.fields(self):
+            setattr(self, field.name, getattr(candidate, field.name))
+
+
+MERCHANT_FIELDS = tuple(field.name for field in dataclasses.fields(Merchant))
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+@dataclasses.dataclass
+class Settings:
+    """Behaviour of the emulator as a whole (not tied to one sales unit)."""
+
+    token_ttl: int = DEFAULT_TOKEN_TTL
+    # Hosts for which plain http:// URLs are accepted (returnUrl, receiptUrl,
+    # webhook and order details URLs). Real Vipps accepts https only.
+    http_hosts: tuple = LOOPBACK_HOSTS
+    # Phone numbers that are "not a Vipps user" (error 7010): any number ending
+    # in this suffix, plus the numbers listed in not_vipps_users.
+    not_user_suffix: str = "0000"
+    not_vipps_users: frozenset = frozenset()
+    # Receipt lines (returns negative, plus tip) must add up to amount.value.
+    receipt_sum_must_match: bool = True
+    # Replay a 400 answer for a repeated Idempotency-Key, as for a success.
+    replay_client_errors: bool = True
+    # Webhook delivery: seconds between attempts; len + 1 attempts in all.
+    webhook_retry_delays: tuple = (1.0, 5.0, 15.0, 60.0, 300.0)
+    webhook_timeout: float = 10.0
+    # How long a "timeout" fault holds the connection before closing it.
+    fault_hang_seconds: float = 60.0
+    # Seconds between background sweeps that expire overdue payments.
+    expiry_interval: float = 1.0
+    # Base URL written into redirectUrl; None means the server's own URL.
+    public_url: str = None
+
+    def __post_init__(self):
+        self.http_hosts = tuple(host.lower() for host in self.http_hosts)
+        self.not_vipps_users = frozenset(self.not_vipps_users)
+        self.webhook_retry_delays = tuple(float(d) for d in self.webhook_retry_delays)
+        if int(self.token_ttl) <= 0:
+            raise ValueError("token_ttl must be positive")
+        self.token_ttl = int(self.token_ttl)
+
+    def is_vipps_user(self, phone):
+        """Apply the documented rule for numbers that are not Vipps users."""
+        if phone in self.not_vipps_users:
+            return False
+        return not (self.not_user_suffix and phone.endswith(self.not_user_suffix))
+
+
+SETTINGS_FIELDS = tuple(field.name for field in dataclasses.fields(Settings))

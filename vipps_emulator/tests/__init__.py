@@ -1,0 +1,1 @@
+"""Tests of the Vipps MobilePay emulator (plain unittest, standard library)."""
