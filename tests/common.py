@@ -1,19 +1,136 @@
+from contextlib import contextmanager
+from unittest.mock import patch
+
+from odoo import Command
+
 from odoo.addons.account_payment.tests.common import AccountPaymentCommon
+
+from .. import const
+from ..models.payment_provider import _TOKEN_CACHE
+from ..vipps_emulator import Emulator
+
+MSN = "123456"
+EMULATOR_CREDENTIALS = {
+    "vipps_merchant_serial_number": MSN,
+    "vipps_client_id": "emulator-client-id",
+    "vipps_client_secret": "emulator-client-secret",
+    "vipps_subscription_key": "emulator-subscription-key",
+}
+# Quick retries and short hangs so that failure tests take milliseconds, not minutes.
+EMULATOR_SETTINGS = {
+    "webhook_retry_delays": (0.05, 0.1),
+    "webhook_timeout": 5.0,
+    "fault_hang_seconds": 0.2,
+    "expiry_interval": 0.05,
+}
+
+_emulator = None
+
+
+def get_emulator():
+    """The emulator shared by the test run, started on a free port on first use."""
+    global _emulator  # noqa: PLW0603 - one emulator per test process
+    if _emulator is None:
+        _emulator = Emulator(port=0, **EMULATOR_SETTINGS).start()
+    return _emulator
 
 
 class VippsCommon(AccountPaymentCommon):
-    """A Vipps provider with (emulator) credentials in a NOK company."""
+    """A Vipps provider talking to the local emulator, in a NOK company."""
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
+        if cls.registry.test_cr is None:
+            # As in HttpCase: cursors opened by the code under test (the token store,
+            # the HTTP server) join the test transaction instead of waiting for it.
+            cls.registry.enter_test_mode(cls.cr)
+            cls.addClassCleanup(cls.registry.leave_test_mode)
+        cls.emulator = get_emulator()
+        cls.emulator.reset()
+        _TOKEN_CACHE.clear()
+        cls.env["ir.config_parameter"].sudo().set_param(
+            "web.base.url", cls._vipps_base_url()
+        )
+        cls.currency_nok = cls._enable_currency("NOK")
         cls.vipps = cls._prepare_provider(
             "vipps",
             update_values={
-                "vipps_merchant_serial_number": "123456",
-                "vipps_client_id": "emulator-client-id",
-                "vipps_client_secret": "emulator-client-secret",
-                "vipps_subscription_key": "emulator-subscription-key",
+                **EMULATOR_CREDENTIALS,
+                "vipps_api_url_override": cls.emulator.url,
             },
         )
         cls.provider = cls.vipps
+
+    @classmethod
+    def _vipps_base_url(cls):
+        """Where the emulator sends webhooks; HttpCase classes return their server."""
+        return "http://127.0.0.1:9"
+
+    def setUp(self):
+        super().setUp()
+        self.emulator.reset(keep_webhooks=True)
+        self.emulator.clear_requests()
+
+    # === HELPERS === #
+
+    def vipps_calls(self, operation=None):
+        """The calls the emulator received (optionally of one operation)."""
+        return [
+            call
+            for call in self.emulator.requests
+            if operation is None or call["operation"] == operation
+        ]
+
+    @contextmanager
+    def fast_retries(self):
+        """No pause between retries: the retry logic is under test, not the clock."""
+        with patch.object(const, "RETRY_BACKOFF", (0.0,)):
+            yield
+
+
+class VippsInvoiceCommon(VippsCommon):
+    """Customers and posted NOK invoices to request payment for."""
+
+    PHONE = "4791234567"
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.customer = cls.env["res.partner"].create(
+            {
+                "name": "Kari Nordmann",
+                "mobile": "+47 912 34 567",
+                "country_id": cls.env.ref("base.no").id,
+                "email": "kari@example.com",
+            }
+        )
+        cls.customer_without_phone = cls.env["res.partner"].create(
+            {"name": "Ola Hansen", "country_id": cls.env.ref("base.no").id}
+        )
+
+    def create_invoice(self, partner=None, amount=1000.0, post=True, **values):
+        """A customer invoice in NOK with one line taxed at the test sales tax."""
+        invoice = self.env["account.move"].create(
+            {
+                "move_type": "out_invoice",
+                "partner_id": (partner or self.customer).id,
+                "currency_id": self.currency_nok.id,
+                "invoice_date": "2026-11-20",
+                "invoice_date_due": "2026-12-31",
+                "invoice_line_ids": [
+                    Command.create(
+                        {
+                            "name": "Plumbing work",
+                            "quantity": 2,
+                            "price_unit": amount / 2,
+                            "tax_ids": [Command.set(self.tax_sale_a.ids)],
+                        }
+                    )
+                ],
+                **values,
+            }
+        )
+        if post:
+            invoice.action_post()
+        return invoice

@@ -84,9 +84,10 @@ class TestVippsProvider(VippsCommon):
 
     def test_api_url_follows_state_unless_overridden(self):
         """Test mode talks to apitest, production to api, the override wins."""
-        self.vipps.state = "test"
-        self.assertEqual(self.vipps._vipps_get_api_url(), "https://apitest.vipps.no")
-        self.vipps.state = "enabled"
-        self.assertEqual(self.vipps._vipps_get_api_url(), "https://api.vipps.no")
-        self.vipps.vipps_api_url_override = "http://127.0.0.1:8077/"
-        self.assertEqual(self.vipps._vipps_get_api_url(), "http://127.0.0.1:8077")
+        provider = self.env["payment.provider"].sudo().new({"code": "vipps"})
+        provider.state = "test"
+        self.assertEqual(provider._vipps_get_api_url(), "https://apitest.vipps.no")
+        provider.state = "enabled"
+        self.assertEqual(provider._vipps_get_api_url(), "https://api.vipps.no")
+        provider.vipps_api_url_override = "http://127.0.0.1:8077/"
+        self.assertEqual(provider._vipps_get_api_url(), "http://127.0.0.1:8077")

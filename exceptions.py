@@ -1,0 +1,32 @@
+"""Errors raised by the Vipps MobilePay client (`_vipps_make_request`)."""
+
+from odoo.exceptions import ValidationError
+
+
+class VippsError(ValidationError):
+    """Vipps refused a call or could not be reached; the message is for the user.
+
+    Subclasses ValidationError, which Odoo's payment engine expects from providers.
+
+    :param str message: the translated message shown to the user
+    :param dict problem: what Vipps said (see `utils.parse_problem`), when it answered
+    """
+
+    def __init__(self, message, problem=None):
+        super().__init__(message)
+        self.problem = problem or {}
+
+    @property
+    def status(self):
+        return self.problem.get("status")
+
+    @property
+    def code(self):
+        return self.problem.get("code")
+
+
+class VippsUnreachableError(VippsError):
+    """No answer from Vipps (connection error or timeout) even after retries.
+
+    A write may or may not have been carried out: read the payment back to know.
+    """
