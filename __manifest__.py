@@ -10,9 +10,14 @@
     "depends": ["account_payment", "phone_validation"],
     "external_dependencies": {"python": ["phonenumbers"]},
     "data": [
+        "security/ir.model.access.csv",
         "views/payment_provider_views.xml",
+        "views/payment_vipps_templates.xml",
+        "views/account_move_views.xml",
+        "views/payment_vipps_request_wizard_views.xml",
         # The provider record must exist before the post-init hook runs.
         "data/payment_provider_data.xml",
+        "data/ir_cron_data.xml",
     ],
     "assets": {
         "web.assets_tests": ["payment_vipps/static/tests/tours/*.js"],

@@ -36,16 +36,6 @@ MAX_RETRY_AFTER = 10
 # Renew the access token when less than this many seconds of validity remain.
 TOKEN_RENEWAL_MARGIN = 300
 
-# Fields of payment.provider whose change makes the cached access token useless.
-TOKEN_BOUND_FIELDS = {
-    "state",
-    "vipps_api_url_override",
-    "vipps_client_id",
-    "vipps_client_secret",
-    "vipps_merchant_serial_number",
-    "vipps_subscription_key",
-}
-
 # The Vipps-System-* headers are limited to 30 characters each.
 SYSTEM_HEADER_MAX_LENGTH = 30
 SYSTEM_NAME = "odoo"

@@ -3,7 +3,6 @@ UPDATE payment_provider
    SET vipps_client_id = NULL,
        vipps_client_secret = NULL,
        vipps_subscription_key = NULL,
-       vipps_access_token = NULL,
-       vipps_access_token_expiry = NULL,
        vipps_webhook_secret = NULL,
        vipps_webhook_id = NULL;
+DELETE FROM payment_vipps_token;

@@ -1,1 +1,5 @@
+from . import account_move
 from . import payment_provider
+from . import payment_transaction
+from . import payment_vipps_event
+from . import payment_vipps_token

@@ -3,6 +3,7 @@ import pprint
 import time
 from datetime import timedelta
 
+import psycopg2
 import requests
 
 from odoo import api, fields, models, service
@@ -68,15 +69,6 @@ class PaymentProvider(models.Model):
     vipps_webhook_secret = fields.Char(
         string="Webhook Secret", groups="base.group_system", copy=False, readonly=True
     )
-    vipps_access_token = fields.Char(
-        string="Access Token", groups="base.group_system", copy=False, readonly=True
-    )
-    vipps_access_token_expiry = fields.Datetime(
-        string="Access Token Expiry",
-        groups="base.group_system",
-        copy=False,
-        readonly=True,
-    )
 
     # === COMPUTE METHODS === #
 
@@ -104,15 +96,11 @@ class PaymentProvider(models.Model):
     # === CRUD METHODS === #
 
     def write(self, vals):
-        """Override of `base` to forget the access token when credentials change."""
-        if set(vals) & const.TOKEN_BOUND_FIELDS:
-            vals = {
-                **vals,
-                "vipps_access_token": False,
-                "vipps_access_token_expiry": False,
-            }
-            for provider in self:
-                _TOKEN_CACHE.pop((self.env.cr.dbname, provider.id), None)
+        """Override of `base` to register the webhook when the provider is enabled.
+
+        A token issued for other credentials is not used again: tokens are stored
+        with a fingerprint of the credentials they were issued for.
+        """
         result = super().write(vals)
         if vals.get("state") in ("test", "enabled"):
             for provider in self.filtered(lambda p: p.code == "vipps"):
@@ -239,13 +227,14 @@ class PaymentProvider(models.Model):
     # === BUSINESS METHODS - ACCESS TOKEN === #
 
     def _vipps_credentials_fingerprint(self):
+        """A digest of what a token is valid for: host and credentials."""
         provider_sudo = self.sudo()
-        return "|".join(
-            [
-                self._vipps_get_api_url(),
-                provider_sudo.vipps_client_id or "",
-                provider_sudo.vipps_merchant_serial_number or "",
-            ]
+        return utils.idempotency_key(
+            self._vipps_get_api_url(),
+            provider_sudo.vipps_client_id,
+            provider_sudo.vipps_client_secret,
+            provider_sudo.vipps_subscription_key,
+            provider_sudo.vipps_merchant_serial_number,
         )
 
     def _vipps_fetch_access_token(self, force_refresh=False):
@@ -269,18 +258,17 @@ class PaymentProvider(models.Model):
             cached = _TOKEN_CACHE.get(cache_key)
             if cached and cached[0] == fingerprint and cached[2] - margin > now:
                 return cached[1]
-            provider_sudo = self.sudo()
-            expiry = provider_sudo.vipps_access_token_expiry
-            if provider_sudo.vipps_access_token and expiry and expiry - margin > now:
-                _TOKEN_CACHE[cache_key] = (
-                    fingerprint,
-                    provider_sudo.vipps_access_token,
-                    expiry,
-                )
-                return provider_sudo.vipps_access_token
+            stored = (
+                self.env["payment.vipps.token"]
+                .sudo()
+                .search([("provider_id", "=", self.id)], limit=1)
+            )
+            if stored.fingerprint == fingerprint and stored.expires_at - margin > now:
+                _TOKEN_CACHE[cache_key] = (fingerprint, stored.token, stored.expires_at)
+                return stored.token
         token, expiry = self._vipps_request_access_token()
         _TOKEN_CACHE[cache_key] = (fingerprint, token, expiry)
-        self._vipps_store_access_token(token, expiry)
+        self._vipps_store_access_token(fingerprint, token, expiry)
         return token
 
     def _vipps_request_access_token(self):
@@ -317,25 +305,36 @@ class PaymentProvider(models.Model):
         lifetime = int(content.get("expires_in") or 3600)
         return token, fields.Datetime.now() + timedelta(seconds=lifetime)
 
-    def _vipps_store_access_token(self, token, expiry):
+    def _vipps_store_access_token(self, fingerprint, token, expiry):
         """Share a new token with the other workers, without holding up this one.
 
-        Written in a cursor of its own, committed at once; skipped when the provider
-        row is locked by another transaction (the token is then only cached here).
+        Written by a transaction of its own, committed at once, in a table that
+        nothing else writes; given up (the token then stays in this process only)
+        if another worker holds the row for more than a moment.
         """
-        with self.env.registry.cursor() as cr:
-            cr.execute(
-                "SELECT id FROM payment_provider WHERE id = %s FOR UPDATE SKIP LOCKED",
-                [self.id],
+        try:
+            with self.env.registry.cursor() as cr:
+                cr.execute("SET LOCAL lock_timeout = '2s'")
+                cr.execute(
+                    """
+                    INSERT INTO payment_vipps_token
+                        (provider_id, fingerprint, token, expires_at,
+                         create_uid, create_date, write_uid, write_date)
+                    VALUES (%s, %s, %s, %s, %s, NOW() AT TIME ZONE 'UTC',
+                            %s, NOW() AT TIME ZONE 'UTC')
+                    ON CONFLICT (provider_id) DO UPDATE
+                       SET fingerprint = EXCLUDED.fingerprint,
+                           token = EXCLUDED.token,
+                           expires_at = EXCLUDED.expires_at,
+                           write_date = EXCLUDED.write_date
+                    """,
+                    [self.id, fingerprint, token, expiry, self.env.uid, self.env.uid],
+                )
+        except psycopg2.Error as error:
+            _logger.info(
+                "Vipps: token not shared with other workers (%s)", error.pgcode
             )
-            if not cr.fetchone():
-                return
-            cr.execute(
-                "UPDATE payment_provider SET vipps_access_token = %s,"
-                " vipps_access_token_expiry = %s WHERE id = %s",
-                [token, expiry, self.id],
-            )
-        self.invalidate_recordset(["vipps_access_token", "vipps_access_token_expiry"])
+        self.env["payment.vipps.token"].invalidate_model()
 
     # === BUSINESS METHODS - API REQUESTS === #
 

@@ -39,11 +39,16 @@ class TestVippsClient(VippsCommon):
         """No token anywhere: neither in this process nor stored for the workers."""
         _TOKEN_CACHE.clear()
         self.env.cr.execute(
-            "UPDATE payment_provider SET vipps_access_token = NULL,"
-            " vipps_access_token_expiry = NULL WHERE id = %s",
-            [self.vipps.id],
+            "DELETE FROM payment_vipps_token WHERE provider_id = %s", [self.vipps.id]
         )
-        self.vipps.invalidate_recordset()
+        self.env.invalidate_all()
+
+    def _stored_token(self):
+        return (
+            self.env["payment.vipps.token"]
+            .sudo()
+            .search([("provider_id", "=", self.vipps.id)])
+        )
 
     # === ACCESS TOKEN === #
 
@@ -60,7 +65,7 @@ class TestVippsClient(VippsCommon):
         """A token fetched by one worker is used by another (stored on the provider)."""
         self._forget_token()
         self.vipps._vipps_list_webhooks()
-        self.assertTrue(self.vipps.vipps_access_token)
+        self.assertTrue(self._stored_token().token)
         _TOKEN_CACHE.clear()  # another worker: nothing cached in its memory
         self.vipps._vipps_list_webhooks()
         self.assertEqual(
@@ -77,10 +82,10 @@ class TestVippsClient(VippsCommon):
             seconds=const.TOKEN_RENEWAL_MARGIN - 5
         )
         self.env.cr.execute(
-            "UPDATE payment_provider SET vipps_access_token_expiry = %s WHERE id = %s",
+            "UPDATE payment_vipps_token SET expires_at = %s WHERE provider_id = %s",
             [almost, self.vipps.id],
         )
-        self.vipps.invalidate_recordset()
+        self.env.invalidate_all()
         _TOKEN_CACHE.clear()
         self.vipps._vipps_list_webhooks()
         self.assertEqual(len(self.vipps_calls("accessToken")), 2)
@@ -89,20 +94,20 @@ class TestVippsClient(VippsCommon):
         """A 401 with a token Vipps no longer knows renews it and retries once."""
         _TOKEN_CACHE.clear()
         self.vipps._vipps_list_webhooks()
-        token = self.vipps.vipps_access_token
+        token = self._stored_token().token
         self.env.cr.execute(
-            "UPDATE payment_provider SET vipps_access_token = 'forgotten-token',"
-            " vipps_access_token_expiry = %s WHERE id = %s",
+            "UPDATE payment_vipps_token SET token = 'forgotten-token',"
+            " expires_at = %s WHERE provider_id = %s",
             [fields.Datetime.now() + timedelta(hours=1), self.vipps.id],
         )
-        self.vipps.invalidate_recordset()
+        self.env.invalidate_all()
         _TOKEN_CACHE.clear()
         self.emulator.clear_requests()
         webhooks = self.vipps._vipps_list_webhooks()
         self.assertIsInstance(webhooks, list)
         statuses = [call["status"] for call in self.vipps_calls("listWebhooks")]
         self.assertEqual(statuses, [401, 200])
-        self.assertNotEqual(self.vipps.vipps_access_token, token)
+        self.assertNotIn(self._stored_token().token, (token, "forgotten-token"))
 
     def test_wrong_credentials_explained(self):
         """Wrong credentials give a translated error that names what to check."""
@@ -113,11 +118,13 @@ class TestVippsClient(VippsCommon):
         self.assertEqual(len(self.vipps_calls("accessToken")), 1, msg="401 is final")
 
     def test_credentials_change_drops_token(self):
-        """Changing a credential forgets the cached token."""
+        """After a credential change, a token issued for the old one is not used."""
         self.vipps._vipps_list_webhooks()
-        self.vipps.sudo().vipps_subscription_key = "emulator-subscription-key"
-        self.assertFalse(self.vipps.vipps_access_token)
-        self.assertFalse(_TOKEN_CACHE.get((self.env.cr.dbname, self.vipps.id)))
+        self.emulator.update_merchant(client_secret="rotated-secret")
+        self.vipps.sudo().vipps_client_secret = "rotated-secret"
+        self.vipps._vipps_list_webhooks()
+        self.assertEqual(len(self.vipps_calls("accessToken")), 1)
+        self.assertEqual(self.vipps_calls("listWebhooks")[-1]["status"], 200)
 
     # === HEADERS AND IDEMPOTENCY === #
 
@@ -242,7 +249,7 @@ class TestVippsClient(VippsCommon):
             with self.assertRaises(VippsError):
                 self._create("client-logging-2", customer={"phoneNumber": "4791230000"})
         text = "\n".join(logs.output)
-        token = self.vipps.sudo().vipps_access_token
+        token = self._stored_token().token
         for secret in (
             token,
             "emulator-client-secret",

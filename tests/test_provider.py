@@ -91,3 +91,16 @@ class TestVippsProvider(VippsCommon):
         self.assertEqual(provider._vipps_get_api_url(), "https://api.vipps.no")
         provider.vipps_api_url_override = "http://127.0.0.1:8077/"
         self.assertEqual(provider._vipps_get_api_url(), "http://127.0.0.1:8077")
+
+    def test_order_management_only_where_it_exists(self):
+        """Vipps's test environment lacks Order Management; production has it."""
+        provider = self.env["payment.provider"].sudo().new({"code": "vipps"})
+        provider.state = "test"
+        self.assertFalse(provider._vipps_uses_order_management())
+        provider.state = "enabled"
+        self.assertTrue(provider._vipps_uses_order_management())
+        provider.state = "test"
+        provider.vipps_api_url_override = "http://127.0.0.1:8077"
+        self.assertTrue(
+            provider._vipps_uses_order_management(), msg="The emulator emulates it."
+        )

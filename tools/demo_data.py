@@ -73,7 +73,12 @@ PRODUCTS = [
 
 INVOICES = [
     # xmlid, customer, [(product, quantity)], days until due
-    ("invoice_kari", "partner_kari", [("product_call_out", 1), ("product_hour", 2)], 14),
+    (
+        "invoice_kari",
+        "partner_kari",
+        [("product_call_out", 1), ("product_hour", 2)],
+        14,
+    ),
     ("invoice_lars", "partner_lars", [("product_call_out", 1)], 10),
     ("invoice_fjellheim", "partner_fjellheim", [("product_boiler", 1)], 30),
     ("invoice_ingrid", "partner_ingrid", [("product_hour", 3)], 14),
@@ -131,7 +136,11 @@ def _sales_tax(env, company):
         env,
         "tax_group_mva_25",
         "account.tax.group",
-        {"name": "MVA 25%", "company_id": company.id, "country_id": company.country_id.id},
+        {
+            "name": "MVA 25%",
+            "company_id": company.id,
+            "country_id": company.country_id.id,
+        },
     )
     return _create(
         env,
@@ -201,7 +210,9 @@ def load(env, params):
                 "invoice_date": today,
                 "invoice_date_due": fields.Date.add(today, days=due_in_days),
                 "invoice_line_ids": [
-                    Command.create({"product_id": products[product].id, "quantity": qty})
+                    Command.create(
+                        {"product_id": products[product].id, "quantity": qty}
+                    )
                     for product, qty in lines
                 ],
             },

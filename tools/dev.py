@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -473,6 +474,8 @@ def cmd_shell(odoo_src, args):
 
 
 def cmd_demo(odoo_src, args):
+    # Stop Odoo, the emulator and PostgreSQL on SIGTERM as on Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     database = Database(args)
     url = f"http://127.0.0.1:{args.port}"
     emulator_url = f"http://127.0.0.1:{args.emulator_port}"
@@ -483,12 +486,11 @@ def cmd_demo(odoo_src, args):
         fresh_database(odoo_src, database, config, DEMO_DB)
     else:
         odoo(config, "-d", DEMO_DB, "-u", MODULE, "--stop-after-init")
-    emulator = None
-    if (REPO / "vipps_emulator").is_dir():
-        emulator = subprocess.Popen(
-            [sys.executable, "-m", "vipps_emulator", "--port", str(args.emulator_port)],
-            cwd=REPO,
-        )
+    emulator = subprocess.Popen(
+        [sys.executable, "-m", "vipps_emulator", "--port", str(args.emulator_port)],
+        cwd=REPO,
+    )
+    wait_for(f"{emulator_url}/_emulator/health", timeout=30)
     run_in_odoo(
         config, DEMO_DB, TOOLS / "demo_data.py", base_url=url, emulator_url=emulator_url
     )
@@ -511,7 +513,10 @@ def cmd_demo(odoo_src, args):
         print(
             f"\n{banner}\n  Odoo with payment_vipps is running: {url}/odoo/action-"
             f"account.action_move_out_invoice_type\n  Login: admin   Password: admin\n"
-            f"  Vipps emulator: {emulator_url}   (Ctrl-C stops everything)\n{banner}\n",
+            f"  Vipps emulator: {emulator_url}\n"
+            f"  The customers' Vipps app: {emulator_url}/app/inbox?phone=4741234567"
+            " (Kari), ?phone=4791555123 (Lars)\n"
+            f"  Ctrl-C stops everything.\n{banner}\n",
             flush=True,
         )
         if args.check:

@@ -1,0 +1,140 @@
+import email.utils
+import hmac
+import json
+import logging
+import pprint
+import time
+from urllib.parse import urlsplit
+
+from werkzeug.exceptions import Forbidden
+
+from odoo import http
+from odoo.exceptions import AccessError, MissingError
+from odoo.http import request
+
+from odoo.addons.portal.controllers.portal import CustomerPortal
+
+from .. import const, utils
+
+_logger = logging.getLogger(__name__)
+
+
+class VippsController(http.Controller):
+    _webhook_url = const.WEBHOOK_ROUTE
+    _return_url = const.RETURN_ROUTE
+    _order_details_url = const.ORDER_DETAILS_ROUTE
+
+    @http.route(_webhook_url, type="http", auth="public", methods=["POST"], csrf=False)
+    def vipps_webhook(self):
+        """Take one webhook delivery: verify it, queue it, answer at once.
+
+        The signature is checked fail-closed (403 when missing, wrong or stale).
+        The event is only a signal: it is queued (duplicates dropped) and the queue's
+        job reads the payment back from Vipps before changing anything.
+        """
+        body = request.httprequest.get_data()
+        try:
+            event = json.loads(body)
+        except ValueError:
+            event = None
+        if not isinstance(event, dict):
+            _logger.warning("Vipps webhook with a body that is not a JSON object")
+            raise Forbidden()
+        provider_sudo = self._vipps_verify_signature(event, body)
+        _logger.info("Vipps webhook received:\n%s", pprint.pformat(utils.mask(event)))
+        request.env["payment.vipps.event"].sudo()._vipps_enqueue(provider_sudo, event)
+        return request.make_json_response({}, status=200)
+
+    @staticmethod
+    def _vipps_verify_signature(event, body):
+        """Return the provider whose webhook secret signed this delivery.
+
+        :raise Forbidden: if no provider's secret verifies the signature, the content
+            hash does not match the body, or the date is missing or stale
+        """
+        headers = request.httprequest.headers
+        date = headers.get("x-ms-date") or ""
+        content_hash = headers.get("x-ms-content-sha256") or ""
+        authorization = headers.get("Authorization") or ""
+        if not (date and content_hash and authorization):
+            _logger.warning("Vipps webhook without signature headers: refused")
+            raise Forbidden()
+        if not hmac.compare_digest(content_hash, utils.content_sha256(body)):
+            _logger.warning("Vipps webhook whose content hash does not match: refused")
+            raise Forbidden()
+        try:
+            sent_at = email.utils.parsedate_to_datetime(date).timestamp()
+        except (TypeError, ValueError):
+            sent_at = None
+        if sent_at is None or abs(time.time() - sent_at) > const.WEBHOOK_MAX_AGE:
+            _logger.warning("Vipps webhook with a missing or stale date: refused")
+            raise Forbidden()
+        providers_sudo = (
+            request.env["payment.provider"]
+            .sudo()
+            .search(
+                [
+                    ("code", "=", "vipps"),
+                    ("state", "!=", "disabled"),
+                    ("vipps_merchant_serial_number", "=", str(event.get("msn") or "")),
+                    ("vipps_webhook_secret", "!=", False),
+                ]
+            )
+        )
+        for provider_sudo in providers_sudo:
+            url = urlsplit(provider_sudo.vipps_webhook_url or "")
+            path_and_query = url.path + (f"?{url.query}" if url.query else "")
+            signature = utils.compute_webhook_signature(
+                provider_sudo.vipps_webhook_secret,
+                path_and_query,
+                date,
+                url.netloc,
+                content_hash,
+            )
+            expected = (
+                "HMAC-SHA256 SignedHeaders=x-ms-date;host;x-ms-content-sha256"
+                f"&Signature={signature}"
+            )
+            if hmac.compare_digest(authorization, expected):
+                return provider_sudo
+        _logger.warning("Vipps webhook with an invalid signature: refused")
+        raise Forbidden()
+
+    @http.route(_return_url, type="http", auth="public", methods=["GET"])
+    def vipps_return(self, reference=None, **kwargs):
+        """The customer comes back from the app: check the payment, show its status.
+
+        Arriving here proves nothing; the payment is read back from Vipps.
+        """
+        tx_sudo = (
+            request.env["payment.transaction"]
+            .sudo()
+            .search(
+                [("reference", "=", reference or ""), ("provider_code", "=", "vipps")]
+            )
+        )
+        if tx_sudo:
+            tx_sudo._vipps_sync()
+        return request.redirect("/payment/status")
+
+    @http.route(
+        f"{_order_details_url}/<int:invoice_id>",
+        type="http",
+        auth="public",
+        methods=["GET"],
+        website=False,
+    )
+    def vipps_order_details(self, invoice_id, access_token=None, **kwargs):
+        """The invoice page the Vipps app links to, for the holder of its token."""
+        try:
+            invoice_sudo = CustomerPortal()._document_check_access(
+                "account.move", invoice_id, access_token=access_token
+            )
+        except (AccessError, MissingError):
+            return request.not_found()
+        values = {
+            "invoice": invoice_sudo,
+            "access_token": access_token,
+            "pdf_url": invoice_sudo.get_portal_url(report_type="pdf", download=True),
+        }
+        return request.render("payment_vipps.order_details_page", values)

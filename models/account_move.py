@@ -1,0 +1,457 @@
+import logging
+from datetime import datetime, time, timedelta
+
+import pytz
+
+from odoo import Command, api, fields, models
+from odoo.exceptions import UserError, ValidationError
+from odoo.tools import format_date
+
+from .. import const, utils
+
+_logger = logging.getLogger(__name__)
+
+
+class AccountMove(models.Model):
+    _inherit = "account.move"
+
+    vipps_state = fields.Selection(
+        string="Vipps Status",
+        selection=const.INVOICE_VIPPS_STATES,
+        compute="_compute_vipps_fields",
+        store=True,
+        copy=False,
+        index="btree_not_null",
+        help="Where the invoice's latest Vipps MobilePay payment request stands:\n"
+        "- Requested: sent, waiting for the customer;\n"
+        "- Approved: approved by the customer, being captured;\n"
+        "- Paid: captured, the payment is registered on the invoice;\n"
+        "- Rejected: the customer declined it in the app;\n"
+        "- Expired: it ran out before the customer paid;\n"
+        "- Cancelled: withdrawn before the customer paid.",
+    )
+    vipps_reference = fields.Char(
+        compute="_compute_vipps_fields",
+        store=True,
+        copy=False,
+        help="The reference of the latest Vipps MobilePay payment request.",
+    )
+    vipps_expires_at = fields.Datetime(
+        string="Vipps Request Expires",
+        compute="_compute_vipps_fields",
+        store=True,
+        copy=False,
+    )
+
+    # === COMPUTE METHODS === #
+
+    @api.depends("transaction_ids.vipps_state", "transaction_ids.state")
+    def _compute_vipps_fields(self):
+        for invoice in self:
+            tx = invoice._vipps_last_transaction()
+            invoice.vipps_state = tx and tx._vipps_invoice_state()
+            invoice.vipps_reference = tx.reference
+            invoice.vipps_expires_at = tx.vipps_expires_at
+
+    def _vipps_last_transaction(self):
+        self.ensure_one()
+        txs = self.sudo().transaction_ids.filtered(
+            lambda tx: tx.provider_code == "vipps" and tx.operation != "refund"
+        )
+        return txs.sorted("id")[-1:]
+
+    # === ACTION METHODS === #
+
+    def action_vipps_request_payment(self):
+        """Open the wizard that sends Vipps MobilePay payment requests."""
+        return {
+            "name": self.env._("Request via Vipps MobilePay"),
+            "type": "ir.actions.act_window",
+            "res_model": "payment.vipps.request.wizard",
+            "view_mode": "form",
+            "target": "new",
+            "context": {"active_model": "account.move", "active_ids": self.ids},
+        }
+
+    def action_vipps_check_status(self):
+        """Read the latest request back from Vipps now."""
+        self.ensure_one()
+        tx = self._vipps_last_transaction()
+        if not tx:
+            raise UserError(self.env._("This invoice has no Vipps payment request."))
+        tx._vipps_sync()
+        return True
+
+    def action_vipps_cancel_request(self):
+        """Withdraw the open Vipps request of the invoice."""
+        self.ensure_one()
+        tx = self._vipps_open_transactions()
+        if not tx:
+            raise UserError(
+                self.env._("This invoice has no open Vipps payment request.")
+            )
+        withdrawn = tx[-1:]._vipps_cancel_request()
+        if withdrawn:
+            return True
+        return {
+            "type": "ir.actions.client",
+            "tag": "display_notification",
+            "params": {
+                "type": "warning",
+                "message": self.env._(
+                    "The customer had already approved the request: the payment is "
+                    "captured instead of withdrawn."
+                ),
+                "next": {"type": "ir.actions.client", "tag": "soft_reload"},
+            },
+        }
+
+    # === BUSINESS METHODS - PAYMENT REQUESTS === #
+
+    def vipps_request_payment(self, phone=None, amount=None, expires_at=None):
+        """Send a Vipps MobilePay payment request (push message) for each invoice.
+
+        Public: usable from server actions, automation rules and XML-RPC. Every
+        invoice is checked first; when any check fails nothing is sent and a
+        UserError lists the problems. Then each invoice is sent on its own: for a
+        single invoice a Vipps refusal is raised; in a batch it is noted on that
+        invoice's chatter and the others go ahead.
+
+        :param str phone: the customer's mobile number (default: the customer's)
+        :param float amount: the amount to request (default: the amount due)
+        :param datetime expires_at: when the request expires (default: the due date,
+            within the provider's limit)
+        :return: the payment transactions created, one per invoice sent
+        :rtype: recordset of `payment.transaction`
+        """
+        requests = self._vipps_prepare_requests(
+            [
+                {
+                    "invoice": invoice,
+                    "phone": phone,
+                    "amount": amount,
+                    "expires_at": expires_at,
+                }
+                for invoice in self
+            ]
+        )
+        return self._vipps_send_requests(requests)
+
+    def _vipps_prepare_requests(self, wishes):
+        """Check and complete the requests; raise one UserError listing all problems.
+
+        :param list wishes: dicts with invoice and optional phone, amount, expires_at
+        :return: dicts ready for `_vipps_send_request`
+        """
+        problems, requests = [], []
+        for wish in wishes:
+            invoice = wish["invoice"]
+            try:
+                requests.append(invoice._vipps_prepare_request(**wish))
+            except UserError as error:
+                problems.append(f"{invoice.display_name}: {error.args[0]}")
+        if problems:
+            raise UserError(
+                self.env._("No payment request was sent:\n%s", "\n".join(problems))
+            )
+        return requests
+
+    def _vipps_send_requests(self, requests):
+        transactions = self.env["payment.transaction"]
+        if len(requests) == 1:
+            return requests[0]["invoice"]._vipps_send_request(requests[0])
+        for request in requests:
+            invoice = request["invoice"]
+            try:
+                transactions |= invoice._vipps_send_request(request)
+            except (UserError, ValidationError) as error:
+                _logger.info("Vipps request for %s not sent: %s", invoice.name, error)
+                invoice.message_post(
+                    body=self.env._(
+                        "The Vipps MobilePay payment request was not sent: %s",
+                        error.args[0],
+                    )
+                )
+        return transactions
+
+    def _vipps_prepare_request(self, invoice=None, phone=None, amount=None, **values):
+        """Check that this invoice can be requested and complete the request values.
+
+        :raise UserError: with the reason when it cannot
+        """
+        self.ensure_one()
+        provider = self._vipps_get_provider()
+        if self.state != "posted":
+            raise UserError(self.env._("Only posted invoices can be paid with Vipps."))
+        if self.move_type != "out_invoice":
+            raise UserError(
+                self.env._("Only customer invoices can be paid with Vipps.")
+            )
+        if self.currency_id.is_zero(self.amount_residual) or self.amount_residual < 0:
+            raise UserError(self.env._("Nothing is due on this invoice."))
+        if self.currency_id not in provider._get_supported_currencies():
+            raise UserError(
+                self.env._(
+                    "Vipps MobilePay cannot take payments in %(currency)s (only NOK, "
+                    "DKK and EUR).",
+                    currency=self.currency_id.name,
+                )
+            )
+        open_tx = self._vipps_open_transactions()
+        if open_tx:
+            raise UserError(
+                self.env._(
+                    "A Vipps payment request (%s) is already waiting for the customer. "
+                    "Cancel it first to send a new one.",
+                    open_tx[-1].reference,
+                )
+            )
+        amount = self.amount_residual if amount is None else amount
+        if self.currency_id.compare_amounts(amount, 0) <= 0:
+            raise UserError(self.env._("The amount to request must be positive."))
+        if self.currency_id.compare_amounts(amount, self.amount_residual) > 0:
+            raise UserError(
+                self.env._(
+                    "The amount to request (%(amount)s) is more than the amount due "
+                    "(%(due)s).",
+                    amount=amount,
+                    due=self.amount_residual,
+                )
+            )
+        typed_phone = phone or self._vipps_default_phone()
+        if not typed_phone:
+            raise UserError(
+                self.env._("%s has no mobile number.", self.partner_id.display_name)
+            )
+        msisdn = utils.normalize_msisdn(typed_phone, self._vipps_country_code())
+        if not msisdn:
+            raise UserError(
+                self.env._(
+                    "%(phone)s is not a valid mobile number for %(partner)s.",
+                    phone=typed_phone,
+                    partner=self.partner_id.display_name,
+                )
+            )
+        expires_at = values.get("expires_at") or self._vipps_default_expiry(provider)
+        provider._vipps_check_expiry(expires_at)
+        return {
+            "invoice": self,
+            "provider": provider,
+            "phone": msisdn,
+            "amount": amount,
+            "expires_at": expires_at,
+        }
+
+    def _vipps_send_request(self, request):
+        """Create the transaction and the push payment at Vipps for one invoice.
+
+        All or nothing: when Vipps refuses, the transaction is rolled back with it.
+        """
+        self.ensure_one()
+        with self.env.cr.savepoint():
+            return self._vipps_send_request_now(request)
+
+    def _vipps_send_request_now(self, request):
+        provider = request["provider"]
+        tx_model = self.env["payment.transaction"].sudo()
+        payment_method = provider._vipps_payment_method(self.currency_id)
+        tx = tx_model.create(
+            {
+                "provider_id": provider.id,
+                "payment_method_id": payment_method.id,
+                "reference": tx_model._compute_reference(
+                    "vipps", invoice_ids=[Command.set(self.ids)]
+                ),
+                "amount": request["amount"],
+                "currency_id": self.currency_id.id,
+                "partner_id": self.partner_id.id,
+                "operation": "offline",
+                "invoice_ids": [Command.set(self.ids)],
+                "vipps_phone": request["phone"],
+                "vipps_expires_at": request["expires_at"],
+            }
+        )
+        if provider._vipps_uses_order_management():
+            provider._vipps_add_category(
+                tx.reference, "GENERAL", self._vipps_order_details_url()
+            )
+        tx._vipps_create_payment_request(
+            {
+                "userFlow": "PUSH_MESSAGE",
+                "customer": {"phoneNumber": request["phone"]},
+                "expiresAt": utils.format_rfc3339(request["expires_at"]),
+                "paymentDescription": self._vipps_payment_description(),
+                "returnUrl": provider._vipps_return_url(tx),
+                "receipt": self._vipps_prepare_receipt(tx),
+            }
+        )
+        tx._log_message_on_linked_documents(
+            self.env._(
+                "Vipps MobilePay payment request %(reference)s of %(amount)s sent to "
+                "%(phone)s; it expires %(expiry)s.",
+                reference=tx.reference,
+                amount=tx.amount,
+                phone=utils.mask_phone(request["phone"]),
+                expiry=fields.Datetime.to_string(request["expires_at"]),
+            )
+        )
+        return tx
+
+    def _vipps_get_provider(self):
+        self.ensure_one()
+        provider = (
+            self.env["payment.provider"]
+            .sudo()
+            .search(
+                [
+                    ("code", "=", "vipps"),
+                    ("state", "in", ("enabled", "test")),
+                    ("company_id", "=", self.company_id.id),
+                ],
+                limit=1,
+            )
+        )
+        if not provider or not provider._vipps_is_configured():
+            raise UserError(
+                self.env._(
+                    "Vipps MobilePay is not set up for %s: enable the Vipps MobilePay "
+                    "payment provider and fill in its credentials.",
+                    self.company_id.name,
+                )
+            )
+        return provider
+
+    def _vipps_open_transactions(self):
+        self.ensure_one()
+        return (
+            self.sudo()
+            .transaction_ids.filtered(
+                lambda tx: tx.provider_code == "vipps"
+                and tx.state in ("draft", "pending", "authorized")
+            )
+            .sorted("id")
+        )
+
+    def _vipps_default_phone(self):
+        partner = self.partner_id
+        return partner.mobile or partner.commercial_partner_id.mobile or partner.phone
+
+    def _vipps_country_code(self):
+        country = self.partner_id.country_id or self.company_id.country_id
+        return country.code
+
+    def _vipps_default_expiry(self, provider):
+        """Default expiry: the end of the due date, inside the provider's window."""
+        now = fields.Datetime.now()
+        latest = now + timedelta(hours=provider.vipps_max_expiry_hours)
+        earliest = now + timedelta(minutes=const.MIN_EXPIRY_MINUTES)
+        due = self.invoice_date_due
+        if due:
+            tz = pytz.timezone(
+                self.env.user.tz or self.company_id.partner_id.tz or "UTC"
+            )
+            end_of_day = tz.localize(datetime.combine(due, time(23, 59, 59)))
+            end_of_day = end_of_day.astimezone(pytz.utc).replace(tzinfo=None)
+            if end_of_day > earliest:
+                return min(end_of_day, latest)
+        return latest
+
+    def _vipps_payment_description(self):
+        """The text the customer sees in the app.
+
+        E.g. "Invoice INV/2026/00012, due 12/31/2026", dated in the customer's
+        language, within Vipps's 100 characters.
+        """
+        self.ensure_one()
+        env = self.with_context(lang=self.partner_id.lang or self.env.lang).env
+        if self.invoice_date_due:
+            text = env._(
+                "Invoice %(number)s, due %(date)s",
+                number=self.name,
+                date=format_date(env, self.invoice_date_due),
+            )
+        else:
+            text = env._("Invoice %s", self.name)
+        return text[: const.DESCRIPTION_MAX_LENGTH]
+
+    def _vipps_order_details_url(self):
+        """The public, tokenised URL of the invoice page that the app links to."""
+        self.ensure_one()
+        self._portal_ensure_token()
+        return (
+            f"{self.get_base_url()}{const.ORDER_DETAILS_ROUTE}/{self.id}"
+            f"?access_token={self.access_token}"
+        )
+
+    def _vipps_prepare_receipt(self, tx):
+        """Order lines for Vipps, in minor units, adding up to the amount exactly.
+
+        Each invoice line gives its total with and without tax and its VAT rate (in
+        hundredths of a percent). When less than the invoice total is requested (an
+        instalment, or an invoice already partly paid), a return line for the rest
+        makes the lines add up to the requested amount.
+        """
+        self.ensure_one()
+        minor = tx._vipps_minor
+        order_lines, lines_total = [], 0
+        for line in self.invoice_line_ids.filtered(
+            lambda line: line.display_type == "product"
+        ):
+            total = minor(line.price_total)
+            excluding = minor(line.price_subtotal)
+            quantity = abs(line.quantity) or 1.0
+            rate = sum(
+                line.tax_ids.filtered(lambda t: t.amount_type == "percent").mapped(
+                    "amount"
+                )
+            )
+            gross = (
+                abs(total) / (1 - line.discount / 100)
+                if line.discount < 100
+                else abs(total)
+            )
+            order_lines.append(
+                {
+                    "name": (line.name or line.product_id.display_name or "-")[:100],
+                    "id": str(line.id),
+                    "totalAmount": abs(total),
+                    "totalAmountExcludingTax": abs(excluding),
+                    "totalTaxAmount": abs(total - excluding),
+                    "taxRate": max(0, min(10000, round(rate * 100))),
+                    "unitInfo": {
+                        "unitPrice": round(gross / quantity),
+                        "quantity": utils.format_quantity(quantity),
+                        "quantityUnit": "PCS",
+                    },
+                    "discount": round(gross) - abs(total),
+                    "isReturn": total < 0,
+                }
+            )
+            lines_total += total
+        difference = lines_total - minor(tx.amount)
+        if difference:
+            order_lines.append(
+                {
+                    "name": self.env._("Paid earlier, or due in a later instalment")
+                    if difference > 0
+                    else self.env._("Rounding"),
+                    "id": "adjustment",
+                    "totalAmount": abs(difference),
+                    "totalAmountExcludingTax": abs(difference),
+                    "totalTaxAmount": 0,
+                    "taxRate": 0,
+                    "unitInfo": {
+                        "unitPrice": abs(difference),
+                        "quantity": "1",
+                        "quantityUnit": "PCS",
+                    },
+                    "isReturn": difference > 0,
+                }
+            )
+        return {
+            "orderLines": order_lines,
+            "bottomLine": {
+                "currency": tx.currency_id.name,
+                "receiptNumber": self.name[:50],
+            },
+        }

@@ -1,0 +1,248 @@
+import email.utils
+import json
+import time
+from contextlib import contextmanager
+
+from odoo.tests import HttpCase, tagged
+from odoo.tools import mute_logger
+
+from .. import const, utils
+from ..vipps_emulator import sign
+from .common import VippsInvoiceCommon
+
+CONTROLLER_LOGGER = "odoo.addons.payment_vipps.controllers.main"
+
+
+@tagged("post_install", "-at_install")
+class TestVippsSignature(VippsInvoiceCommon):
+    def test_signature_matches_published_test_vector(self):
+        """Our signature maths reproduces Vipps's published example."""
+        body = (
+            b'{"some-unique-content":'
+            b'"ee6e441b-cc4a-46f8-895d-a5af79bcc233/hello-world"}'
+        )
+        content = utils.content_sha256(body)
+        self.assertEqual(content, "lNlsp1XA03N34HrQsVzPgJKtC+r7l/RBF4V3JQUWMj4=")
+        signature = utils.compute_webhook_signature(
+            "A0+AeKBRG2KRGvnNwJpQlb6IJFk48CKXCIcrLoHncVJKDILsQSxS6NWCccwWm6r6FhGKhiHTBsG2wo/xU6FY/A==",
+            "/e2cee29b-012e-4f1d-8ef4-e95fd74a7a63",
+            "Thu, 30 Mar 2023 08:38:32 GMT",
+            "webhook.site",
+            content,
+        )
+        self.assertEqual(signature, "agAiSyogQbDHpeucoNwYz+yAr5nJ+v+zasdkSbqzv+U=")
+
+
+@tagged("post_install", "-at_install")
+class TestVippsWebhook(VippsInvoiceCommon, HttpCase):
+    """Webhooks from the emulator into a running Odoo, over real HTTP."""
+
+    @classmethod
+    def _vipps_base_url(cls):
+        return cls.base_url()
+
+    def setUp(self):
+        super().setUp()
+        # The emulator delivers webhooks from its own threads at any moment, and the
+        # server threads handling them share this test's transaction. Hold the test
+        # cursor lock while this thread works; let deliveries in only while waiting.
+        self.registry.test_lock.acquire()
+        self.addCleanup(self.registry.test_lock.release)
+        # The emulator outlives each test's rollback: re-align its registrations.
+        self.vipps._vipps_ensure_webhook()
+
+    @contextmanager
+    def _server_turn(self):
+        """Let the server threads use the database (webhooks, url_open)."""
+        self.env.flush_all()
+        self.registry.test_lock.release()
+        try:
+            yield
+        finally:
+            self.registry.test_lock.acquire()
+            self.env.invalidate_all()
+
+    def _wait_for_webhooks(self):
+        with self._server_turn():
+            self.assertTrue(self.emulator.wait_for_webhooks(timeout=20))
+
+    def _deliver_and_process(self):
+        """Wait for the emulator's deliveries, then run the job they triggered."""
+        self._wait_for_webhooks()
+        self.env.ref("payment_vipps.cron_process_events").method_direct_trigger()
+
+    def _post_event(self, event, secret=None, date=None, tamper=False, headers=None):
+        """POST an event to our endpoint, signed like Vipps unless told otherwise."""
+        url = self.vipps.sudo().vipps_webhook_url
+        body = json.dumps(event).encode()
+        host, path = url.split("://", 1)[1].split("/", 1)
+        date = date or email.utils.formatdate(usegmt=True)
+        content, authorization = sign(
+            secret or self.vipps.sudo().vipps_webhook_secret,
+            "POST",
+            "/" + path,
+            date,
+            host,
+            body,
+        )
+        if tamper:
+            body = body.replace(b"AUTHORIZED", b"CANCELLED")
+        all_headers = {
+            "Content-Type": "application/json",
+            "x-ms-date": date,
+            "x-ms-content-sha256": content,
+            "Authorization": authorization,
+        }
+        all_headers.update(headers or {})
+        all_headers = {k: v for k, v in all_headers.items() if v is not None}
+        with self._server_turn():
+            return self.url_open(url, data=body, headers=all_headers)
+
+    def _event(self, tx, name="AUTHORIZED"):
+        return {
+            "msn": "123456",
+            "reference": tx.reference,
+            "pspReference": f"psp-{name}",
+            "name": name,
+            "amount": {"currency": "NOK", "value": tx._vipps_minor(tx.amount)},
+            "timestamp": "2026-11-24T10:00:00.000Z",
+            "idempotencyKey": None,
+            "success": True,
+        }
+
+    # === REGISTRATION === #
+
+    def test_webhook_registered_once_when_enabled(self):
+        """Enabling registers our URL once; doing it again registers nothing."""
+        hooks = [
+            h for h in self.emulator.webhooks() if h["url"].startswith(self.base_url())
+        ]
+        self.assertEqual(len(hooks), 1)
+        self.assertEqual(hooks[0]["url"], f"{self.base_url()}{const.WEBHOOK_ROUTE}")
+        self.assertEqual(self.vipps.sudo().vipps_webhook_id, hooks[0]["id"])
+        self.emulator.clear_requests()
+        self.vipps.state = "test"
+        self.vipps._vipps_ensure_webhook()
+        self.assertFalse(self.vipps_calls("registerWebhook"))
+        self.assertEqual(
+            len([h for h in self.emulator.webhooks() if h["url"] == hooks[0]["url"]]), 1
+        )
+
+    def test_lost_registration_replaced(self):
+        """A registration Vipps no longer has (deleted after 2 weeks) is renewed."""
+        self.vipps._vipps_delete_webhook(self.vipps.sudo().vipps_webhook_id)
+        self.assertTrue(self.vipps._vipps_ensure_webhook())
+        hooks = [
+            h for h in self.emulator.webhooks() if h["url"].startswith(self.base_url())
+        ]
+        self.assertEqual(len(hooks), 1)
+        self.assertEqual(self.vipps.sudo().vipps_webhook_id, hooks[0]["id"])
+
+    # === END TO END === #
+
+    def test_authorized_webhook_pays_invoice(self):
+        """The customer approves; Vipps's webhook makes Odoo capture and reconcile."""
+        invoice = self.create_invoice()
+        tx = invoice.vipps_request_payment()
+        self.emulator.approve(tx.reference)
+        self._deliver_and_process()
+        deliveries = [
+            d for d in self.emulator.deliveries if d["reference"] == tx.reference
+        ]
+        self.assertTrue(deliveries)
+        self.assertEqual({d["status"] for d in deliveries}, {200})
+        self.assertEqual(tx.state, "done")
+        self.assertEqual(invoice.vipps_state, "paid")
+        self.assertIn(invoice.payment_state, ("paid", "in_payment"))
+        self.assertEqual(len(self.vipps_calls("capturePayment")), 1)
+
+    def test_duplicate_and_reordered_webhooks_pay_once(self):
+        """Duplicated and out-of-order deliveries end in one capture, one payment."""
+        invoice = self.create_invoice()
+        tx = invoice.vipps_request_payment()
+        self.emulator.duplicate_webhooks(count=5)
+        self.emulator.reorder_webhooks(count=2)
+        self.emulator.approve(tx.reference)
+        self._deliver_and_process()
+        # The capture itself causes a CAPTURED webhook: deliver and process that too.
+        self._deliver_and_process()
+        self.assertEqual(tx.state, "done")
+        self.assertEqual(len(self.vipps_calls("capturePayment")), 1)
+        self.assertEqual(len(invoice.transaction_ids.payment_id), 1)
+        self.assertEqual(invoice.vipps_state, "paid")
+
+    def test_webhook_poll_and_check_status_capture_once(self):
+        """Webhook, poll and the button all racing: one capture, one payment."""
+        invoice = self.create_invoice()
+        tx = invoice.vipps_request_payment()
+        self.emulator.approve(tx.reference)
+        self._wait_for_webhooks()
+        invoice.action_vipps_check_status()
+        self.env.ref("payment_vipps.cron_poll_payments").method_direct_trigger()
+        self.env.ref("payment_vipps.cron_process_events").method_direct_trigger()
+        invoice.action_vipps_check_status()
+        self.assertEqual(len(self.vipps_calls("capturePayment")), 1)
+        self.assertEqual(len(invoice.transaction_ids.payment_id), 1)
+        self.assertEqual(
+            self.env["account.payment"].search_count(
+                [("invoice_ids", "=", invoice.id)]
+            ),
+            1,
+        )
+
+    def test_webhook_body_never_trusted(self):
+        """A validly signed 'AUTHORIZED' for an unapproved payment changes nothing."""
+        invoice = self.create_invoice()
+        tx = invoice.vipps_request_payment()
+        response = self._post_event(self._event(tx))
+        self.assertEqual(response.status_code, 200)
+        self.env.ref("payment_vipps.cron_process_events").method_direct_trigger()
+        self.assertEqual(tx.state, "pending", msg="Vipps says CREATED: still pending.")
+        self.assertFalse(self.vipps_calls("capturePayment"))
+
+    def test_unknown_reference_acknowledged(self):
+        """An event for a payment we do not know is answered 200 and ignored."""
+        invoice = self.create_invoice()
+        tx = invoice.vipps_request_payment()
+        event = dict(self._event(tx), reference="not-ours-123")
+        self.assertEqual(self._post_event(event).status_code, 200)
+        self.env.ref("payment_vipps.cron_process_events").method_direct_trigger()
+        self.assertEqual(
+            self.env["payment.vipps.event"]
+            .search([("reference", "=", "not-ours-123")])
+            .state,
+            "done",
+        )
+
+    # === SECURITY === #
+
+    def _assert_refused(self, **kwargs):
+        invoice = self.create_invoice()
+        tx = invoice.vipps_request_payment()
+        self.emulator.approve(tx.reference)
+        self._wait_for_webhooks()
+        self.env["payment.vipps.event"].search([]).unlink()
+        with mute_logger(CONTROLLER_LOGGER):
+            response = self._post_event(self._event(tx), **kwargs)
+        self.assertEqual(response.status_code, 403)
+        self.assertFalse(
+            self.env["payment.vipps.event"].search([]), msg="Nothing queued."
+        )
+        self.assertEqual(tx.state, "pending", msg="Nothing changes.")
+
+    def test_tampered_webhook_refused(self):
+        """A body changed after signing is refused with 403."""
+        self._assert_refused(tamper=True)
+
+    def test_unsigned_webhook_refused(self):
+        """A delivery without signature is refused with 403."""
+        self._assert_refused(headers={"Authorization": None})
+
+    def test_wrong_secret_refused(self):
+        """A delivery signed with another secret is refused with 403."""
+        self._assert_refused(secret="not-the-secret")
+
+    def test_stale_webhook_refused(self):
+        """A replay signed long ago is refused with 403."""
+        old = email.utils.formatdate(time.time() - 3600, usegmt=True)
+        self._assert_refused(date=old)

@@ -1,0 +1,1 @@
+from . import payment_vipps_request_wizard

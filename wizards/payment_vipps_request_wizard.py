@@ -1,0 +1,109 @@
+from odoo import Command, api, fields, models
+from odoo.exceptions import UserError
+
+from .. import utils
+
+
+class PaymentVippsRequestWizard(models.TransientModel):
+    _name = "payment.vipps.request.wizard"
+    _description = "Request Payment via Vipps MobilePay"
+
+    line_ids = fields.One2many(
+        "payment.vipps.request.wizard.line", "wizard_id", string="Invoices"
+    )
+    invoice_count = fields.Integer(compute="_compute_invoice_count")
+
+    @api.model
+    def default_get(self, fields_list):
+        values = super().default_get(fields_list)
+        if "line_ids" not in fields_list:
+            return values
+        if self.env.context.get("active_model") != "account.move":
+            raise UserError(self.env._("Open this from customer invoices."))
+        invoices = self.env["account.move"].browse(self.env.context.get("active_ids"))
+        lines = []
+        for invoice in invoices:
+            line = {"invoice_id": invoice.id, "amount": invoice.amount_residual}
+            try:
+                provider = invoice._vipps_get_provider()
+                line["expires_at"] = invoice._vipps_default_expiry(provider)
+            except UserError:
+                line["expires_at"] = False
+            phone = invoice._vipps_default_phone()
+            line["phone"] = (
+                utils.normalize_msisdn(phone, invoice._vipps_country_code()) or phone
+            )
+            lines.append(Command.create(line))
+        values["line_ids"] = lines
+        return values
+
+    @api.depends("line_ids")
+    def _compute_invoice_count(self):
+        for wizard in self:
+            wizard.invoice_count = len(wizard.line_ids)
+
+    def action_send(self):
+        """Send the requests; report what was not sent."""
+        self.ensure_one()
+        invoices = self.line_ids.invoice_id
+        requests = invoices._vipps_prepare_requests(
+            [
+                {
+                    "invoice": line.invoice_id,
+                    "phone": line.phone,
+                    "amount": line.amount,
+                    "expires_at": line.expires_at,
+                }
+                for line in self.line_ids
+            ]
+        )
+        transactions = invoices._vipps_send_requests(requests)
+        failed = invoices - transactions.invoice_ids
+        if not failed:
+            message = self.env._(
+                "%s payment request(s) sent to the Vipps MobilePay app.",
+                len(transactions),
+            )
+            kind = "success"
+        else:
+            message = self.env._(
+                "%(sent)s payment request(s) sent; not sent: %(failed)s (see the "
+                "invoices' chatter).",
+                sent=len(transactions),
+                failed=", ".join(failed.mapped("name")),
+            )
+            kind = "warning"
+        return {
+            "type": "ir.actions.client",
+            "tag": "display_notification",
+            "params": {
+                "type": kind,
+                "message": message,
+                "sticky": bool(failed),
+                "next": {"type": "ir.actions.act_window_close"},
+            },
+        }
+
+
+class PaymentVippsRequestWizardLine(models.TransientModel):
+    _name = "payment.vipps.request.wizard.line"
+    _description = "Invoice to Request via Vipps MobilePay"
+
+    wizard_id = fields.Many2one(
+        "payment.vipps.request.wizard", required=True, ondelete="cascade"
+    )
+    invoice_id = fields.Many2one("account.move", required=True)
+    partner_id = fields.Many2one(related="invoice_id.partner_id")
+    currency_id = fields.Many2one(related="invoice_id.currency_id")
+    amount_residual = fields.Monetary(
+        related="invoice_id.amount_residual", string="Amount Due"
+    )
+    phone = fields.Char(string="Mobile Number")
+    amount = fields.Monetary(string="Amount to Request", currency_field="currency_id")
+    expires_at = fields.Datetime(string="Expires")
+    description = fields.Char(string="Text in the App", compute="_compute_description")
+
+    @api.depends("invoice_id")
+    def _compute_description(self):
+        for line in self:
+            line.description = line.invoice_id._vipps_payment_description()
