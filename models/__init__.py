@@ -1,4 +1,5 @@
 from . import account_move
+from . import account_move_line
 from . import payment_provider
 from . import payment_transaction
 from . import payment_vipps_event

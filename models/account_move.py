@@ -8,6 +8,7 @@ from odoo.exceptions import UserError, ValidationError
 from odoo.tools import format_date
 
 from .. import const, utils
+from ..exceptions import VippsError
 
 _logger = logging.getLogger(__name__)
 
@@ -62,6 +63,16 @@ class AccountMove(models.Model):
 
     # === ACTION METHODS === #
 
+    def button_draft(self):
+        """Override of `account` to withdraw open Vipps requests first."""
+        self._vipps_withdraw_open_requests(strict=True)
+        return super().button_draft()
+
+    def button_cancel(self):
+        """Override of `account` to withdraw open Vipps requests first."""
+        self._vipps_withdraw_open_requests(strict=True)
+        return super().button_cancel()
+
     def action_vipps_request_payment(self):
         """Open the wizard that sends Vipps MobilePay payment requests."""
         return {
@@ -105,6 +116,45 @@ class AccountMove(models.Model):
                 "next": {"type": "ir.actions.client", "tag": "soft_reload"},
             },
         }
+
+    # === BUSINESS METHODS - LIFECYCLE === #
+
+    def _vipps_withdraw_open_requests(self, strict=False):
+        """Withdraw the Vipps requests of invoices that must not be paid through them.
+
+        :param bool strict: raise when a request cannot be withdrawn (reset to draft,
+            cancel); otherwise note it and leave it to the poll (paid otherwise)
+        :raise UserError: when strict and the customer has just paid, or Vipps
+            cannot be reached
+        """
+        for invoice in self:
+            for tx in invoice._vipps_open_transactions():
+                try:
+                    withdrawn = tx._vipps_cancel_request()
+                except VippsError as error:
+                    if strict:
+                        raise UserError(
+                            self.env._(
+                                "The Vipps payment request %(reference)s could not be "
+                                "withdrawn, so the invoice was left as it is: "
+                                "%(error)s",
+                                reference=tx.reference,
+                                error=error.args[0],
+                            )
+                        ) from error
+                    _logger.warning(
+                        "Vipps: %s not withdrawn yet: %s", tx.reference, error
+                    )
+                    continue
+                if not withdrawn and strict:
+                    raise UserError(
+                        self.env._(
+                            "The customer has just approved the Vipps payment request "
+                            "%s: the payment is registered on the invoice. Reverse it "
+                            "with a credit note instead.",
+                            tx.reference,
+                        )
+                    )
 
     # === BUSINESS METHODS - PAYMENT REQUESTS === #
 

@@ -2,7 +2,6 @@ import logging
 from datetime import timedelta
 
 from odoo import api, fields, models
-from odoo.exceptions import UserError
 from odoo.tools import float_round
 
 from odoo.addons.payment import utils as payment_utils
@@ -298,6 +297,33 @@ class PaymentTransaction(models.Model):
             self._set_canceled(state_message=self.env._("Cancelled in Odoo."))
         return child_void_tx
 
+    def _send_refund_request(self, amount_to_refund=None):
+        """Override of `payment` to refund at Vipps (partial refunds allowed).
+
+        Each refund is its own operation with its own Idempotency-Key (the refund
+        transaction's reference), so a retry of this refund cannot refund twice and
+        a second refund is not mistaken for a retry.
+        """
+        refund_tx = super()._send_refund_request(amount_to_refund=amount_to_refund)
+        if self.provider_code != "vipps":
+            return refund_tx
+        result = self.provider_id.sudo()._vipps_refund_payment(
+            self.reference,
+            self._vipps_amount(-refund_tx.amount),
+            self._vipps_idempotency_key("refund", refund_tx.reference),
+        )
+        self._vipps_apply_payment(result)
+        refund_tx.write(
+            {
+                "provider_reference": self.reference,
+                "vipps_state": result.get("state"),
+                "vipps_last_sync": fields.Datetime.now(),
+            }
+        )
+        refund_tx._set_done()
+        refund_tx._post_process()
+        return refund_tx
+
     def _vipps_cancel_request(self):
         """Withdraw a payment request that the customer has not approved yet.
 
@@ -326,9 +352,14 @@ class PaymentTransaction(models.Model):
             self._post_process()
         return True
 
-    def _vipps_ensure_open(self):
-        if self.vipps_state != "CREATED" or self.state not in ("draft", "pending"):
-            raise UserError(self.env._("This Vipps payment request is no longer open."))
+    def _vipps_invoices_closed(self):
+        """Whether none of the transaction's invoices should be paid through it."""
+        invoices = self.invoice_ids
+        return bool(invoices) and all(
+            invoice.state != "posted"
+            or invoice.payment_state in ("paid", "in_payment", "reversed")
+            for invoice in invoices
+        )
 
     # === BUSINESS METHODS - POLLING === #
 
@@ -336,8 +367,9 @@ class PaymentTransaction(models.Model):
     def _cron_vipps_poll(self, batch_size=100):
         """Safety net for lost webhooks: read back the requests still open.
 
-        Open requests are read every run; approved but uncaptured payments have their
-        capture retried (a limited number of times, counted in the event of failure).
+        Open requests are read back (and captured once approved); approved payments
+        whose capture failed are retried on every run; open requests of invoices that
+        were cancelled, reset to draft or paid otherwise meanwhile are withdrawn.
         """
         now = fields.Datetime.now()
         domain = [
@@ -358,7 +390,10 @@ class PaymentTransaction(models.Model):
         for tx in transactions:
             try:
                 with self.env.cr.savepoint():
-                    tx._vipps_sync()
+                    if tx.vipps_state == "CREATED" and tx._vipps_invoices_closed():
+                        tx._vipps_cancel_request()
+                    else:
+                        tx._vipps_sync()
             except VippsError as error:
                 _logger.warning("Vipps poll of %s failed: %s", tx.reference, error)
                 tx.vipps_last_sync = now

@@ -1,4 +1,5 @@
 from . import test_client
+from . import test_lifecycle
 from . import test_order_details
 from . import test_payment_request
 from . import test_provider

@@ -1,0 +1,109 @@
+from datetime import timedelta
+
+from odoo import fields
+from odoo.exceptions import UserError
+from odoo.tests import tagged
+
+from .. import const
+from .common import VippsInvoiceCommon
+
+
+@tagged("post_install", "-at_install")
+class TestVippsLifecycle(VippsInvoiceCommon):
+    """What happens to a request when its invoice changes, and refunds."""
+
+    def _paid_by_vipps(self):
+        invoice = self.create_invoice()
+        tx = invoice.vipps_request_payment()
+        self.emulator.approve(tx.reference)
+        tx._vipps_sync()
+        self.assertEqual(tx.state, "done")
+        return invoice, tx
+
+    # === INVOICE CHANGES === #
+
+    def test_cancelled_invoice_withdraws_request(self):
+        """Cancelling the invoice withdraws its open request at Vipps."""
+        invoice = self.create_invoice()
+        tx = invoice.vipps_request_payment()
+        invoice.button_cancel()
+        self.assertEqual(invoice.state, "cancel")
+        self.assertEqual(self.emulator.payment(tx.reference).state, "TERMINATED")
+        self.assertEqual(tx.state, "cancel")
+
+    def test_reset_to_draft_withdraws_request(self):
+        """Resetting the invoice to draft withdraws its open request."""
+        invoice = self.create_invoice()
+        tx = invoice.vipps_request_payment()
+        invoice.button_draft()
+        self.assertEqual(invoice.state, "draft")
+        self.assertEqual(self.emulator.payment(tx.reference).state, "TERMINATED")
+        self.assertEqual(invoice.vipps_state, "cancelled")
+
+    def test_paid_otherwise_withdraws_request(self):
+        """Paid by bank transfer: the Vipps request is withdrawn, no second payment."""
+        invoice = self.create_invoice()
+        tx = invoice.vipps_request_payment()
+        self.env["account.payment.register"].with_context(
+            active_model="account.move", active_ids=invoice.ids
+        ).create({})._create_payments()
+        self.assertEqual(self.emulator.payment(tx.reference).state, "TERMINATED")
+        self.assertEqual(tx.state, "cancel")
+        self.assertFalse(tx.payment_id)
+
+    def test_cancel_refused_when_customer_just_paid(self):
+        """If the customer approved a moment ago, cancelling the invoice is refused."""
+        invoice = self.create_invoice()
+        tx = invoice.vipps_request_payment()
+        self.emulator.approve(tx.reference)
+        with self.assertRaisesRegex(UserError, "has just approved"):
+            invoice.button_cancel()
+
+    def test_cancel_refused_when_vipps_unreachable(self):
+        """A request that cannot be withdrawn keeps the invoice as it is."""
+        invoice = self.create_invoice()
+        invoice.vipps_request_payment()
+        self.emulator.inject_fault(
+            "cancelPayment", count=const.MAX_ATTEMPTS, status=503
+        )
+        with self.fast_retries(), self.assertRaisesRegex(UserError, "could not be"):
+            invoice.button_cancel()
+
+    def test_poll_withdraws_request_of_closed_invoice(self):
+        """A withdrawal that failed at payment time is done by the poll."""
+        invoice = self.create_invoice()
+        tx = invoice.vipps_request_payment()
+        self.emulator.inject_fault(
+            "cancelPayment", count=const.MAX_ATTEMPTS, status=503
+        )
+        with self.fast_retries():
+            self.env["account.payment.register"].with_context(
+                active_model="account.move", active_ids=invoice.ids
+            ).create({})._create_payments()
+        self.assertEqual(tx.state, "pending", msg="Vipps was down: still open.")
+        tx.vipps_last_sync = fields.Datetime.now() - timedelta(hours=1)
+        self.env.ref("payment_vipps.cron_poll_payments").method_direct_trigger()
+        self.assertEqual(self.emulator.payment(tx.reference).state, "TERMINATED")
+        self.assertEqual(tx.state, "cancel")
+
+    # === REFUNDS === #
+
+    def test_partial_refunds_through_vipps(self):
+        """Odoo's refund on a Vipps payment refunds at Vipps, partially and again."""
+        invoice, tx = self._paid_by_vipps()
+        tx.action_refund(amount_to_refund=100.0)
+        tx.action_refund(amount_to_refund=50.0)
+        refunds = tx.child_transaction_ids.filtered(lambda t: t.operation == "refund")
+        self.assertEqual(sorted(refunds.mapped("amount")), [-100.0, -50.0])
+        self.assertEqual(set(refunds.mapped("state")), {"done"})
+        self.assertEqual(len(refunds.payment_id), 2, msg="One outbound payment each.")
+        self.assertEqual(self.emulator.payment(tx.reference).refunded, 15000)
+        self.assertEqual(tx.vipps_refunded_amount, 150.0)
+        calls = self.vipps_calls("refundPayment")
+        self.assertEqual(len({call["idempotencyKey"] for call in calls}), 2)
+
+    def test_refund_above_captured_refused_by_vipps(self):
+        """Refunding more than was captured is refused with Vipps's reason."""
+        invoice, tx = self._paid_by_vipps()
+        with self.assertRaisesRegex(UserError, "6150|refund"):
+            tx._send_refund_request(amount_to_refund=tx.amount + 1)
