@@ -5,7 +5,7 @@ import pytz
 
 from odoo import Command, api, fields, models
 from odoo.exceptions import UserError, ValidationError
-from odoo.tools import format_date
+from odoo.tools import format_date, str2bool
 
 from .. import const, utils
 from ..exceptions import VippsError
@@ -116,6 +116,41 @@ class AccountMove(models.Model):
                 "next": {"type": "ir.actions.client", "tag": "soft_reload"},
             },
         }
+
+    # === BUSINESS METHODS - PORTAL === #
+
+    def _has_to_be_paid(self):
+        """Override of `account_payment`: a push request waiting in the customer's app
+        must not hide the portal's Pay button.
+
+        Odoo hides the button while any transaction is pending. A push request is only
+        an offer the customer may ignore; if the invoice is paid another way, the
+        request is withdrawn. An approved request (being captured) still hides it.
+        """
+        waiting = self._vipps_open_transactions().filtered(
+            lambda tx: tx.state == "pending" and tx.vipps_user_flow == "PUSH_MESSAGE"
+        )
+        if not waiting:
+            return super()._has_to_be_paid()
+        # The same conditions as Odoo's, judged without the waiting request.
+        other_pending = (self.transaction_ids - waiting).filtered(
+            lambda tx: tx.state in ("pending", "authorized")
+            and tx.provider_code not in ("none", "custom")
+        )
+        portal_payment = str2bool(
+            self.env["ir.config_parameter"]
+            .sudo()
+            .get_param("account_payment.enable_portal_payment")
+        )
+        return bool(
+            portal_payment
+            and not other_pending
+            and self.state == "posted"
+            and self.move_type == "out_invoice"
+            and self.payment_state in ("not_paid", "in_payment", "partial")
+            and not self.currency_id.is_zero(self.amount_residual)
+            and self.amount_total
+        )
 
     # === BUSINESS METHODS - LIFECYCLE === #
 

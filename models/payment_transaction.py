@@ -1,6 +1,8 @@
 import logging
 from datetime import timedelta
 
+from werkzeug import urls
+
 from odoo import api, fields, models
 from odoo.tools import float_round
 
@@ -135,6 +137,40 @@ class PaymentTransaction(models.Model):
         )
         self._set_pending()
         return answer
+
+    def _get_specific_rendering_values(self, processing_values):
+        """Override of `payment` to create the "Pay with Vipps" payment now.
+
+        A web payment cannot carry a long expiry, so it is created only when the
+        customer clicks (10 minutes to approve), then the customer is sent to the
+        redirectUrl exactly as Vipps returned it.
+        """
+        res = super()._get_specific_rendering_values(processing_values)
+        if self.provider_code != "vipps":
+            return res
+        provider_sudo = self.provider_id.sudo()
+        invoice = self.invoice_ids[:1]
+        if invoice and provider_sudo._vipps_uses_order_management():
+            provider_sudo._vipps_add_category(
+                self.reference, "GENERAL", invoice._vipps_order_details_url()
+            )
+        payload = {
+            "userFlow": "WEB_REDIRECT",
+            "returnUrl": provider_sudo._vipps_return_url(self),
+            "paymentDescription": (
+                invoice._vipps_payment_description()
+                if len(self.invoice_ids) == 1
+                else self.env._("Payment %s", self.reference)
+            )[: const.DESCRIPTION_MAX_LENGTH],
+        }
+        if len(self.invoice_ids) == 1:
+            payload["receipt"] = invoice._vipps_prepare_receipt(self)
+        answer = self._vipps_create_payment_request(payload)
+        redirect_url = urls.url_parse(answer["redirectUrl"])
+        return {
+            "api_url": answer["redirectUrl"],
+            "url_params": urls.url_decode(redirect_url.query),
+        }
 
     def _vipps_idempotency_key(self, operation, *parts):
         self.ensure_one()

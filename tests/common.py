@@ -2,6 +2,7 @@ from contextlib import contextmanager
 from unittest.mock import patch
 
 from odoo import Command
+from odoo.tests import HttpCase
 
 from odoo.addons.account_payment.tests.common import AccountPaymentCommon
 
@@ -134,3 +135,39 @@ class VippsInvoiceCommon(VippsCommon):
         if post:
             invoice.action_post()
         return invoice
+
+
+class VippsHttpCommon(VippsInvoiceCommon, HttpCase):
+    """With Odoo's HTTP server: webhooks, the portal, the browser.
+
+    The emulator delivers webhooks from its own threads at any moment, and the server
+    threads handling them share this test's transaction. The test thread holds the
+    test cursor lock while it works and lets the server in only while it waits
+    (`server_turn`), so that two threads never use the connection at once.
+    """
+
+    @classmethod
+    def _vipps_base_url(cls):
+        return cls.base_url()
+
+    def setUp(self):
+        super().setUp()
+        self.registry.test_lock.acquire()
+        self.addCleanup(self.registry.test_lock.release)
+        # The emulator outlives each test's rollback: re-align its registrations.
+        self.vipps._vipps_ensure_webhook()
+
+    @contextmanager
+    def server_turn(self):
+        """Let the server threads use the database (webhooks, HTTP requests)."""
+        self.env.flush_all()
+        self.registry.test_lock.release()
+        try:
+            yield
+        finally:
+            self.registry.test_lock.acquire()
+            self.env.invalidate_all()
+
+    def wait_for_webhooks(self):
+        with self.server_turn():
+            self.assertTrue(self.emulator.wait_for_webhooks(timeout=20))

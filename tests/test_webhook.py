@@ -1,14 +1,13 @@
 import email.utils
 import json
 import time
-from contextlib import contextmanager
 
-from odoo.tests import HttpCase, tagged
+from odoo.tests import tagged
 from odoo.tools import mute_logger
 
 from .. import const, utils
 from ..vipps_emulator import sign
-from .common import VippsInvoiceCommon
+from .common import VippsHttpCommon, VippsInvoiceCommon
 
 CONTROLLER_LOGGER = "odoo.addons.payment_vipps.controllers.main"
 
@@ -34,41 +33,12 @@ class TestVippsSignature(VippsInvoiceCommon):
 
 
 @tagged("post_install", "-at_install")
-class TestVippsWebhook(VippsInvoiceCommon, HttpCase):
+class TestVippsWebhook(VippsHttpCommon):
     """Webhooks from the emulator into a running Odoo, over real HTTP."""
-
-    @classmethod
-    def _vipps_base_url(cls):
-        return cls.base_url()
-
-    def setUp(self):
-        super().setUp()
-        # The emulator delivers webhooks from its own threads at any moment, and the
-        # server threads handling them share this test's transaction. Hold the test
-        # cursor lock while this thread works; let deliveries in only while waiting.
-        self.registry.test_lock.acquire()
-        self.addCleanup(self.registry.test_lock.release)
-        # The emulator outlives each test's rollback: re-align its registrations.
-        self.vipps._vipps_ensure_webhook()
-
-    @contextmanager
-    def _server_turn(self):
-        """Let the server threads use the database (webhooks, url_open)."""
-        self.env.flush_all()
-        self.registry.test_lock.release()
-        try:
-            yield
-        finally:
-            self.registry.test_lock.acquire()
-            self.env.invalidate_all()
-
-    def _wait_for_webhooks(self):
-        with self._server_turn():
-            self.assertTrue(self.emulator.wait_for_webhooks(timeout=20))
 
     def _deliver_and_process(self):
         """Wait for the emulator's deliveries, then run the job they triggered."""
-        self._wait_for_webhooks()
+        self.wait_for_webhooks()
         self.env.ref("payment_vipps.cron_process_events").method_direct_trigger()
 
     def _post_event(self, event, secret=None, date=None, tamper=False, headers=None):
@@ -95,7 +65,7 @@ class TestVippsWebhook(VippsInvoiceCommon, HttpCase):
         }
         all_headers.update(headers or {})
         all_headers = {k: v for k, v in all_headers.items() if v is not None}
-        with self._server_turn():
+        with self.server_turn():
             return self.url_open(url, data=body, headers=all_headers)
 
     def _event(self, tx, name="AUTHORIZED"):
@@ -176,7 +146,7 @@ class TestVippsWebhook(VippsInvoiceCommon, HttpCase):
         invoice = self.create_invoice()
         tx = invoice.vipps_request_payment()
         self.emulator.approve(tx.reference)
-        self._wait_for_webhooks()
+        self.wait_for_webhooks()
         invoice.action_vipps_check_status()
         self.env.ref("payment_vipps.cron_poll_payments").method_direct_trigger()
         self.env.ref("payment_vipps.cron_process_events").method_direct_trigger()
@@ -220,7 +190,7 @@ class TestVippsWebhook(VippsInvoiceCommon, HttpCase):
         invoice = self.create_invoice()
         tx = invoice.vipps_request_payment()
         self.emulator.approve(tx.reference)
-        self._wait_for_webhooks()
+        self.wait_for_webhooks()
         self.env["payment.vipps.event"].search([]).unlink()
         with mute_logger(CONTROLLER_LOGGER):
             response = self._post_event(self._event(tx), **kwargs)
