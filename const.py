@@ -97,3 +97,5 @@ WEBHOOK_EVENTS = (
 
 # The poll re-reads an open request at most this often (webhooks normally come first).
 POLL_MIN_AGE_MINUTES = 10
+PAY_ROUTE = "/payment/vipps/pay"
+CONSENT_WITHDRAW_ROUTE = "/payment/vipps/consent/withdraw"

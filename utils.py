@@ -144,6 +144,8 @@ def normalize_msisdn(number, country_code=None):
     text = str(number).strip()
     if text.startswith("00"):
         text = "+" + text[2:]
+    elif not country_code and text.isdigit():
+        text = "+" + text  # an MSISDN as Vipps gives it: country code first
     try:
         parsed = phonenumbers.parse(text, (country_code or "").upper() or None)
     except phonenumbers.NumberParseException:

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from werkzeug.exceptions import Forbidden
 
 from odoo import http
-from odoo.exceptions import AccessError, MissingError
+from odoo.exceptions import AccessError, MissingError, UserError, ValidationError
 from odoo.http import request
 
 from odoo.addons.portal.controllers.portal import CustomerPortal
@@ -116,6 +116,64 @@ class VippsController(http.Controller):
         if tx_sudo:
             tx_sudo._vipps_sync()
         return request.redirect("/payment/status")
+
+    @http.route(
+        f"{const.PAY_ROUTE}/<int:invoice_id>",
+        type="http",
+        auth="public",
+        methods=["GET", "POST"],
+    )
+    def vipps_pay(self, invoice_id, access_token=None, share_phone=None, **kwargs):
+        """The "Pay with Vipps" page of an invoice (e-mail button, QR code).
+
+        GET shows the invoice and the button; POST creates the payment now and sends
+        the customer to Vipps. A wrong token shows nothing and changes nothing.
+        """
+        invoice_sudo = self._vipps_invoice_from_token(invoice_id, access_token)
+        if invoice_sudo is None:
+            return request.not_found()
+        values = {
+            "invoice": invoice_sudo,
+            "access_token": access_token,
+            "brand": invoice_sudo._vipps_brand(),
+            "problem": invoice_sudo._vipps_pay_link_problem(),
+            "error": None,
+        }
+        if request.httprequest.method == "POST" and not values["problem"]:
+            try:
+                __, redirect_url = invoice_sudo._vipps_create_link_payment(
+                    share_phone=bool(share_phone)
+                )
+            except (UserError, ValidationError) as error:
+                values["error"] = error.args[0]
+            else:
+                return request.redirect(redirect_url, local=False)
+        return request.render("payment_vipps.pay_page", values)
+
+    @http.route(
+        f"{const.CONSENT_WITHDRAW_ROUTE}/<int:invoice_id>",
+        type="http",
+        auth="public",
+        methods=["POST"],
+    )
+    def vipps_withdraw_consent(self, invoice_id, access_token=None, **kwargs):
+        """The customer stops receiving invoices in the app (their own consent only)."""
+        invoice_sudo = self._vipps_invoice_from_token(invoice_id, access_token)
+        if invoice_sudo is None:
+            return request.not_found()
+        invoice_sudo.partner_id._vipps_clear_consent(
+            request.env._("withdrawn by the customer")
+        )
+        return request.redirect(invoice_sudo._vipps_pay_url())
+
+    @staticmethod
+    def _vipps_invoice_from_token(invoice_id, access_token):
+        try:
+            return CustomerPortal()._document_check_access(
+                "account.move", invoice_id, access_token=access_token
+            )
+        except (AccessError, MissingError):
+            return None
 
     @http.route(
         f"{_order_details_url}/<int:invoice_id>",

@@ -4,3 +4,4 @@ from . import payment_provider
 from . import payment_transaction
 from . import payment_vipps_event
 from . import payment_vipps_token
+from . import res_partner

@@ -152,6 +152,56 @@ class AccountMove(models.Model):
             and self.amount_total
         )
 
+    def _vipps_create_link_payment(self, share_phone=False):
+        """Create the transaction of a "Pay with Vipps" click and its web payment.
+
+        :param bool share_phone: ask the customer to share the phone number, to
+            receive the next invoices in the app
+        :return: the transaction and Vipps's redirectUrl
+        :raise UserError: when the invoice cannot be paid this way
+        """
+        self.ensure_one()
+        problem = self._vipps_pay_link_problem()
+        if problem:
+            raise UserError(problem)
+        provider = self._vipps_get_provider()
+        tx_model = self.env["payment.transaction"].sudo()
+        with self.env.cr.savepoint():
+            tx = tx_model.create(
+                {
+                    "provider_id": provider.id,
+                    "payment_method_id": provider._vipps_payment_method(
+                        self.currency_id
+                    ).id,
+                    "reference": tx_model._compute_reference(
+                        "vipps", invoice_ids=[Command.set(self.ids)]
+                    ),
+                    "amount": self.amount_residual,
+                    "currency_id": self.currency_id.id,
+                    "partner_id": self.partner_id.id,
+                    "operation": "online_redirect",
+                    "invoice_ids": [Command.set(self.ids)],
+                    "vipps_share_phone": share_phone,
+                }
+            )
+            answer = tx._vipps_create_web_payment()
+        return tx, answer["redirectUrl"]
+
+    def _vipps_pay_link_problem(self):
+        """Why the invoice cannot be paid from its link now, or None."""
+        self.ensure_one()
+        if self.state != "posted" or self.move_type != "out_invoice":
+            return self.env._("This invoice cannot be paid online.")
+        if self.payment_state in ("paid", "in_payment", "reversed") or (
+            self.currency_id.is_zero(self.amount_residual)
+        ):
+            return self.env._("This invoice is already paid. Thank you!")
+        if self._vipps_open_transactions().filtered(
+            lambda tx: tx.state == "authorized"
+        ):
+            return self.env._("Your payment of this invoice is being processed.")
+        return None
+
     # === BUSINESS METHODS - LIFECYCLE === #
 
     def _vipps_withdraw_open_requests(self, strict=False):
@@ -202,7 +252,9 @@ class AccountMove(models.Model):
         single invoice a Vipps refusal is raised; in a batch it is noted on that
         invoice's chatter and the others go ahead.
 
-        :param str phone: the customer's mobile number (default: the customer's)
+        :param str phone: the customer's mobile number (default: the one the customer
+            shared through Vipps, else the customer's mobile). Without a usable
+            number the customer is e-mailed a "Pay with Vipps" link instead.
         :param float amount: the amount to request (default: the amount due)
         :param datetime expires_at: when the request expires (default: the due date,
             within the provider's limit)
@@ -243,6 +295,12 @@ class AccountMove(models.Model):
 
     def _vipps_send_requests(self, requests):
         transactions = self.env["payment.transaction"]
+        emailed = [request for request in requests if request.get("email")]
+        for request in emailed:
+            request["invoice"]._vipps_email_pay_link()
+        requests = [request for request in requests if not request.get("email")]
+        if not requests:
+            return transactions
         if len(requests) == 1:
             return requests[0]["invoice"]._vipps_send_request(requests[0])
         for request in requests:
@@ -303,12 +361,18 @@ class AccountMove(models.Model):
                     due=self.amount_residual,
                 )
             )
-        typed_phone = phone or self._vipps_default_phone()
-        if not typed_phone:
-            raise UserError(
-                self.env._("%s has no mobile number.", self.partner_id.display_name)
-            )
+        typed_phone = self._vipps_default_phone() if phone is None else phone
         msisdn = utils.normalize_msisdn(typed_phone, self._vipps_country_code())
+        if not typed_phone or (phone is None and not msisdn):
+            # No usable number known: e-mail the "Pay with Vipps" link instead.
+            if not self.partner_id.email:
+                raise UserError(
+                    self.env._(
+                        "%s has neither a mobile number nor an e-mail address.",
+                        self.partner_id.display_name,
+                    )
+                )
+            return {"invoice": self, "provider": provider, "email": True}
         if not msisdn:
             raise UserError(
                 self.env._(
@@ -382,6 +446,16 @@ class AccountMove(models.Model):
         )
         return tx
 
+    def _vipps_email_pay_link(self):
+        """E-mail the customer a "Pay with Vipps" button (no usable phone number)."""
+        self.ensure_one()
+        template = self.env.ref("payment_vipps.mail_template_pay_link")
+        self.message_post_with_source(
+            template,
+            subtype_xmlid="mail.mt_comment",
+            partner_ids=self.partner_id.ids,
+        )
+
     def _vipps_get_provider(self):
         self.ensure_one()
         provider = (
@@ -418,8 +492,29 @@ class AccountMove(models.Model):
         )
 
     def _vipps_default_phone(self):
+        """The number shared through Vipps with consent, else the customer's mobile."""
         partner = self.partner_id
-        return partner.mobile or partner.commercial_partner_id.mobile or partner.phone
+        return (
+            partner.vipps_phone
+            or partner.mobile
+            or partner.commercial_partner_id.mobile
+            or partner.phone
+        )
+
+    def _vipps_brand(self):
+        """The app the customer knows: Vipps in Norway (NOK), MobilePay in Denmark
+        (DKK) and Finland (EUR)."""
+        self.ensure_one()
+        return "Vipps" if self.currency_id.name == "NOK" else "MobilePay"
+
+    def _vipps_pay_url(self):
+        """The public "Pay with Vipps" page of the invoice (e-mails, QR code)."""
+        self.ensure_one()
+        self._portal_ensure_token()
+        return (
+            f"{self.get_base_url()}{const.PAY_ROUTE}/{self.id}"
+            f"?access_token={self.access_token}"
+        )
 
     def _vipps_country_code(self):
         country = self.partner_id.country_id or self.company_id.country_id

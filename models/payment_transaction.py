@@ -59,6 +59,13 @@ class PaymentTransaction(models.Model):
         copy=False,
     )
     vipps_last_sync = fields.Datetime(string="Last Read from Vipps", readonly=True)
+    vipps_share_phone = fields.Boolean(
+        string="Phone Sharing Asked",
+        readonly=True,
+        copy=False,
+        help="The customer asked to receive the next invoices in the app: the payment "
+        "asks Vipps to share the customer's phone number.",
+    )
 
     # === BUSINESS METHODS - REFERENCE === #
 
@@ -148,6 +155,16 @@ class PaymentTransaction(models.Model):
         res = super()._get_specific_rendering_values(processing_values)
         if self.provider_code != "vipps":
             return res
+        answer = self._vipps_create_web_payment()
+        redirect_url = urls.url_parse(answer["redirectUrl"])
+        return {
+            "api_url": answer["redirectUrl"],
+            "url_params": urls.url_decode(redirect_url.query),
+        }
+
+    def _vipps_create_web_payment(self):
+        """Create the WEB_REDIRECT ePayment; return Vipps's answer (redirectUrl)."""
+        self.ensure_one()
         provider_sudo = self.provider_id.sudo()
         invoice = self.invoice_ids[:1]
         if invoice and provider_sudo._vipps_uses_order_management():
@@ -165,12 +182,10 @@ class PaymentTransaction(models.Model):
         }
         if len(self.invoice_ids) == 1:
             payload["receipt"] = invoice._vipps_prepare_receipt(self)
-        answer = self._vipps_create_payment_request(payload)
-        redirect_url = urls.url_parse(answer["redirectUrl"])
-        return {
-            "api_url": answer["redirectUrl"],
-            "url_params": urls.url_decode(redirect_url.query),
-        }
+        if self.vipps_share_phone:
+            # Only the phone number: refusing consent makes the payment fail.
+            payload["profile"] = {"scope": "phoneNumber"}
+        return self._vipps_create_payment_request(payload)
 
     def _vipps_idempotency_key(self, operation, *parts):
         self.ensure_one()
@@ -231,6 +246,8 @@ class PaymentTransaction(models.Model):
             if self.state == "draft":
                 self._set_pending()
         elif state == "AUTHORIZED":
+            if self.vipps_share_phone and self.state in ("draft", "pending"):
+                self._vipps_learn_phone(payment)
             self._vipps_apply_authorized()
         elif state in const.VIPPS_FINAL_FAILED_STATES:
             if self.state in ("draft", "pending", "authorized"):
@@ -250,6 +267,33 @@ class PaymentTransaction(models.Model):
             "EXPIRED": "expired",
             "TERMINATED": "cancelled",
         }.get(self.vipps_state, "pending" if self.state == "pending" else False)
+
+    def _vipps_learn_phone(self, payment):
+        """Keep the phone number the customer shared, for the next invoices.
+
+        Reads `sub` from the payment and the number from UserInfo, and stores only
+        the number with the consent on the customer. A failure here never touches
+        the payment: it is logged and no number is stored.
+        """
+        sub = (payment.get("profile") or {}).get("sub")
+        if not sub:
+            _logger.info("Vipps: no sub yet on %s, phone not learned", self.reference)
+            return
+        try:
+            info = self.provider_id.sudo()._vipps_get_userinfo(sub)
+        except VippsError as error:
+            _logger.warning("Vipps: UserInfo failed for %s: %s", self.reference, error)
+            return
+        msisdn = utils.normalize_msisdn(info.get("phone_number"))
+        if not msisdn:
+            _logger.warning("Vipps: no usable number shared on %s", self.reference)
+            return
+        self.partner_id._vipps_store_consent(
+            msisdn,
+            self.env._(
+                "shared in the Vipps MobilePay app when paying %s", self.reference
+            ),
+        )
 
     def _vipps_state_message(self, state):
         return {

@@ -2,6 +2,7 @@ from . import test_client
 from . import test_lifecycle
 from . import test_order_details
 from . import test_pay_link
+from . import test_pay_page
 from . import test_payment_request
 from . import test_provider
 from . import test_provider_form

@@ -134,10 +134,10 @@ class TestVippsPaymentRequest(VippsInvoiceCommon):
         invoice.action_post()
         self._assert_refused(invoice, "cannot take payments in USD")
 
-    def test_missing_phone_refused(self):
-        """A customer without mobile number cannot get a push request."""
+    def test_missing_phone_and_email_refused(self):
+        """A customer with neither mobile number nor e-mail cannot be asked."""
         invoice = self.create_invoice(partner=self.customer_without_phone)
-        self._assert_refused(invoice, "has no mobile number")
+        self._assert_refused(invoice, "neither a mobile number nor an e-mail")
 
     def test_invalid_phone_refused(self):
         """A number that is no mobile number is refused before Vipps sees it."""
@@ -166,7 +166,7 @@ class TestVippsPaymentRequest(VippsInvoiceCommon):
         """In a batch, one bad invoice stops all: nothing is sent."""
         good = self.create_invoice()
         bad = self.create_invoice(partner=self.customer_without_phone)
-        self._assert_refused(good | bad, "Ola Hansen has no mobile number")
+        self._assert_refused(good | bad, "Ola Hansen has neither a mobile number")
 
     # === VIPPS REFUSES OR FAILS === #
 

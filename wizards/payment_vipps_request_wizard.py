@@ -50,7 +50,7 @@ class PaymentVippsRequestWizard(models.TransientModel):
             [
                 {
                     "invoice": line.invoice_id,
-                    "phone": line.phone,
+                    "phone": line.phone or "",
                     "amount": line.amount,
                     "expires_at": line.expires_at,
                 }
