@@ -16,10 +16,12 @@
         "views/account_move_views.xml",
         "views/payment_vipps_request_wizard_views.xml",
         "views/res_partner_views.xml",
+        "views/report_invoice.xml",
         # The provider record must exist before the post-init hook runs.
         "data/payment_provider_data.xml",
         "data/ir_cron_data.xml",
         "data/mail_template_data.xml",
+        "data/ir_actions_server_data.xml",
     ],
     "assets": {
         "web.assets_tests": ["payment_vipps/static/tests/tours/*.js"],

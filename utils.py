@@ -135,7 +135,8 @@ def vipps_reference_prefix(prefix, max_length=44):
 def normalize_msisdn(number, country_code=None):
     """Return a mobile number in Vipps's MSISDN form (country code + number, digits).
 
-    :param str number: the number as typed, with or without +, 00, spaces
+    :param str number: the number as typed, with or without +, 00, spaces; or an
+        MSISDN as Vipps gives it (country code first, digits only)
     :param str country_code: ISO country of the customer, for national numbers
     :return: e.g. "4791234567", or None when it is not a valid mobile number
     """
@@ -144,8 +145,17 @@ def normalize_msisdn(number, country_code=None):
     text = str(number).strip()
     if text.startswith("00"):
         text = "+" + text[2:]
-    elif not country_code and text.isdigit():
-        text = "+" + text  # an MSISDN as Vipps gives it: country code first
+    candidates = [text]
+    if text.isdigit():
+        candidates.append("+" + text)  # an MSISDN: country code first
+    for candidate in candidates:
+        msisdn = _mobile_e164(candidate, country_code)
+        if msisdn:
+            return msisdn
+    return None
+
+
+def _mobile_e164(text, country_code):
     try:
         parsed = phonenumbers.parse(text, (country_code or "").upper() or None)
     except phonenumbers.NumberParseException:

@@ -1,5 +1,6 @@
 from . import account_move
 from . import account_move_line
+from . import account_move_send
 from . import payment_provider
 from . import payment_transaction
 from . import payment_vipps_event

@@ -37,6 +37,13 @@ class AccountMove(models.Model):
         copy=False,
         help="The reference of the latest Vipps MobilePay payment request.",
     )
+    vipps_auto_pending = fields.Boolean(
+        string="Vipps Request Queued",
+        copy=False,
+        index=True,
+        readonly=True,
+        help="Posted with automatic Vipps requests on: sent shortly by a job.",
+    )
     vipps_expires_at = fields.Datetime(
         string="Vipps Request Expires",
         compute="_compute_vipps_fields",
@@ -60,6 +67,114 @@ class AccountMove(models.Model):
             lambda tx: tx.provider_code == "vipps" and tx.operation != "refund"
         )
         return txs.sorted("id")[-1:]
+
+    # === CRUD METHODS === #
+
+    def _post(self, soft=True):
+        """Override of `account` to queue automatic Vipps requests.
+
+        Nothing is sent here: the job that sends them is triggered and runs after
+        this transaction commits, so posting is never slowed or undone by Vipps.
+        """
+        posted = super()._post(soft=soft)
+        queued = posted.filtered(
+            lambda move: move.move_type == "out_invoice"
+            and move.company_id in self._vipps_auto_companies()
+        )
+        if queued:
+            queued.vipps_auto_pending = True
+            self.env.ref("payment_vipps.cron_send_auto_requests").sudo()._trigger()
+        return posted
+
+    @api.model
+    def _vipps_auto_companies(self):
+        providers = (
+            self.env["payment.provider"]
+            .sudo()
+            .search(
+                [
+                    ("code", "=", "vipps"),
+                    ("state", "in", ("enabled", "test")),
+                    ("vipps_auto_request", "=", True),
+                ]
+            )
+        )
+        return providers.company_id
+
+    @api.model
+    def _cron_vipps_send_auto_requests(self, batch_size=50):
+        """Send the queued automatic requests, a committed batch at a time.
+
+        Each invoice leaves the queue in the transaction that sends its request, so
+        a batch interrupted half-way resumes without sending anything twice (the
+        Vipps reference and Idempotency-Key of a request that was sent but not
+        committed are the same on the next run).
+        """
+        invoices = self.search([("vipps_auto_pending", "=", True)], limit=batch_size)
+        for invoice in invoices:
+            invoice.vipps_auto_pending = False
+            invoice._vipps_send_auto_request()
+        remaining = self.search_count([("vipps_auto_pending", "=", True)])
+        self.env["ir.cron"]._notify_progress(done=len(invoices), remaining=remaining)
+
+    @api.model
+    def _vipps_resend_expired_requests(self, batch_size=100):
+        """Send again the push requests that expired unpaid, where the provider says
+        so: at most once a day and as many times as it allows."""
+        now = fields.Datetime.now()
+        invoices = self.search(
+            [
+                ("vipps_state", "=", "expired"),
+                ("state", "=", "posted"),
+                ("move_type", "=", "out_invoice"),
+                ("payment_state", "in", ("not_paid", "partial")),
+            ],
+            limit=batch_size,
+        )
+        for invoice in invoices:
+            expired = invoice.sudo().transaction_ids.filtered(
+                lambda tx: tx.provider_code == "vipps"
+                and tx.vipps_state == "EXPIRED"
+                and tx.vipps_user_flow == "PUSH_MESSAGE"
+            )
+            provider = expired.provider_id[:1]
+            if not expired or len(expired) > provider.vipps_resend_expired:
+                continue
+            if max(expired.mapped("create_date")) > now - timedelta(days=1):
+                continue
+            try:
+                invoice.vipps_request_payment(
+                    phone=expired.sorted("id")[-1].vipps_phone
+                )
+            except (UserError, ValidationError) as error:
+                invoice.message_post(
+                    body=self.env._(
+                        "The expired Vipps MobilePay request was not sent again: %s",
+                        error.args[0],
+                    )
+                )
+
+    def _vipps_send_auto_request(self):
+        """Push to a customer who opted in, else e-mail the pay link (per settings)."""
+        self.ensure_one()
+        if self._vipps_pay_link_problem() or self._vipps_open_transactions():
+            return
+        try:
+            provider = self._vipps_get_provider()
+            partner = self.partner_id
+            if partner.vipps_consent_date and partner.vipps_phone:
+                if provider.vipps_auto_push:
+                    self.vipps_request_payment(phone=partner.vipps_phone)
+                    return
+            if provider.vipps_auto_email and partner.email:
+                self._vipps_email_pay_link()
+        except (UserError, ValidationError) as error:
+            self.message_post(
+                body=self.env._(
+                    "The automatic Vipps MobilePay payment request was not sent: %s",
+                    error.args[0],
+                )
+            )
 
     # === ACTION METHODS === #
 
@@ -458,18 +573,7 @@ class AccountMove(models.Model):
 
     def _vipps_get_provider(self):
         self.ensure_one()
-        provider = (
-            self.env["payment.provider"]
-            .sudo()
-            .search(
-                [
-                    ("code", "=", "vipps"),
-                    ("state", "in", ("enabled", "test")),
-                    ("company_id", "=", self.company_id.id),
-                ],
-                limit=1,
-            )
-        )
+        provider = self.env["payment.provider"]._vipps_find(self.company_id)
         if not provider or not provider._vipps_is_configured():
             raise UserError(
                 self.env._(
@@ -500,6 +604,13 @@ class AccountMove(models.Model):
             or partner.commercial_partner_id.mobile
             or partner.phone
         )
+
+    def _vipps_show_pay_qr(self):
+        """Whether the invoice PDF carries the "Pay with Vipps" QR code."""
+        self.ensure_one()
+        if self.move_type != "out_invoice" or self._vipps_pay_link_problem():
+            return False
+        return bool(self.env["payment.provider"]._vipps_find(self.company_id))
 
     def _vipps_brand(self):
         """The app the customer knows: Vipps in Norway (NOK), MobilePay in Denmark

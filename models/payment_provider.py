@@ -60,6 +60,27 @@ class PaymentProvider(models.Model):
         "Long-living payment requests must be approved by Vipps MobilePay for the "
         "sales unit; Norwegian sales units are limited to 24 hours by the terms.",
     )
+    vipps_auto_request = fields.Boolean(
+        string="Request Payment When Invoices Are Posted",
+        help="Each customer invoice posted in this company is sent a Vipps MobilePay "
+        "payment request, shortly after posting.",
+    )
+    vipps_auto_push = fields.Boolean(
+        string="Push to Customers Who Opted In",
+        default=True,
+        help="Customers who shared their number through Vipps get a push request.",
+    )
+    vipps_auto_email = fields.Boolean(
+        string="E-mail the Pay Link to the Others",
+        default=True,
+        help="Other customers are e-mailed the 'Pay with Vipps' link.",
+    )
+    vipps_resend_expired = fields.Integer(
+        string="Re-send Expired Requests (times)",
+        default=0,
+        help="A push request that expires unpaid is sent again, at most once a day, "
+        "up to this many times. 0: never.",
+    )
     vipps_webhook_id = fields.Char(
         string="Webhook ID", groups="base.group_system", copy=False, readonly=True
     )
@@ -154,6 +175,18 @@ class PaymentProvider(models.Model):
         if override:
             return override.rstrip("/")
         return const.API_URLS["enabled" if self.state == "enabled" else "test"]
+
+    @api.model
+    def _vipps_find(self, company):
+        """The Vipps provider in use (test or enabled) of a company, if any (sudo)."""
+        return self.sudo().search(
+            [
+                ("code", "=", "vipps"),
+                ("state", "in", ("enabled", "test")),
+                ("company_id", "=", company.id),
+            ],
+            limit=1,
+        )
 
     def _vipps_is_configured(self):
         provider_sudo = self.sudo()
@@ -511,6 +544,16 @@ class PaymentProvider(models.Model):
             payment = self._vipps_read_back(payload["reference"])
             if not payment:
                 raise
+            return {"reference": payment["reference"], **_redirect_url(payment)}
+        except VippsError as error:
+            # Sent before by a run that did not commit (e.g. a crashed batch): the
+            # reference exists at Vipps. Adopt it when it is the same request.
+            if error.status != 409:
+                raise
+            payment = self._vipps_read_back(payload["reference"])
+            if not payment or payment.get("amount") != payload["amount"]:
+                raise
+            _logger.info("Vipps: %s already created, adopted", payload["reference"])
             return {"reference": payment["reference"], **_redirect_url(payment)}
 
     def _vipps_get_payment(self, reference):

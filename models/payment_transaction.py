@@ -477,6 +477,7 @@ class PaymentTransaction(models.Model):
             except VippsError as error:
                 _logger.warning("Vipps poll of %s failed: %s", tx.reference, error)
                 tx.vipps_last_sync = now
+        self.env["account.move"]._vipps_resend_expired_requests()
         remaining = self.search_count(domain) if len(transactions) == batch_size else 0
         self.env["ir.cron"]._notify_progress(
             done=len(transactions), remaining=remaining

@@ -4,6 +4,10 @@ from odoo import fields, models
 class ResPartner(models.Model):
     _inherit = "res.partner"
 
+    invoice_sending_method = fields.Selection(
+        selection_add=[("vipps", "by Vipps MobilePay")],
+        ondelete={"vipps": "set null"},
+    )
     vipps_phone = fields.Char(
         string="Vipps Mobile Number",
         copy=False,

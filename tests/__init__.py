@@ -1,3 +1,4 @@
+from . import test_automation
 from . import test_client
 from . import test_lifecycle
 from . import test_order_details

@@ -107,3 +107,72 @@ class TestVippsLifecycle(VippsInvoiceCommon):
         invoice, tx = self._paid_by_vipps()
         with self.assertRaisesRegex(UserError, "6150|refund"):
             tx._send_refund_request(amount_to_refund=tx.amount + 1)
+
+    # === EXPIRY RE-SENDS === #
+
+    def _expire(self, tx, days_ago):
+        self.emulator.expire(tx.reference)
+        tx._vipps_sync()
+        self.env.cr.execute(
+            "UPDATE payment_transaction SET create_date = %s WHERE id = %s",
+            [fields.Datetime.now() - timedelta(days=days_ago), tx.id],
+        )
+        self.env.invalidate_all()
+
+    def _poll(self):
+        self.env.ref("payment_vipps.cron_poll_payments").method_direct_trigger()
+
+    def test_expired_request_resent_when_configured(self):
+        """With re-sends on, an expired request goes out again the next day, N times."""
+        self.vipps.vipps_resend_expired = 1
+        invoice = self.create_invoice()
+        first = invoice.vipps_request_payment()
+        self._expire(first, days_ago=2)
+        self._poll()
+        second = invoice._vipps_last_transaction()
+        self.assertNotEqual(second, first)
+        self.assertEqual(invoice.vipps_state, "pending")
+        self.assertEqual(second.vipps_phone, first.vipps_phone)
+        self._expire(second, days_ago=2)
+        self._poll()
+        self.assertEqual(invoice._vipps_last_transaction(), second, msg="Only once.")
+        self.assertEqual(invoice.vipps_state, "expired")
+
+    def test_expired_request_not_resent_same_day_or_when_off(self):
+        """Not the same day, and never when the setting is 0."""
+        invoice = self.create_invoice()
+        tx = invoice.vipps_request_payment()
+        self._expire(tx, days_ago=2)
+        self._poll()
+        self.assertEqual(invoice._vipps_last_transaction(), tx, msg="Setting is 0.")
+        self.vipps.vipps_resend_expired = 3
+        self.env.cr.execute(
+            "UPDATE payment_transaction SET create_date = %s WHERE id = %s",
+            [fields.Datetime.now() - timedelta(hours=3), tx.id],
+        )
+        self.env.invalidate_all()
+        self._poll()
+        self.assertEqual(invoice._vipps_last_transaction(), tx, msg="Once a day.")
+
+    # === QR CODE ON THE PDF === #
+
+    def test_invoice_pdf_has_pay_qr_code(self):
+        """The printed invoice carries a QR code of its pay link, until it is paid."""
+        invoice = self.create_invoice()
+        html = (
+            self.env["ir.actions.report"]
+            ._render_qweb_html("account.account_invoices", invoice.ids)[0]
+            .decode()
+        )
+        self.assertIn('id="vipps_pay_qr"', html)
+        self.assertIn("Scan to pay with Vipps", html)
+        self.assertIn(f"payment%2Fvipps%2Fpay%2F{invoice.id}", html)
+        self.env["account.payment.register"].with_context(
+            active_model="account.move", active_ids=invoice.ids
+        ).create({})._create_payments()
+        html = (
+            self.env["ir.actions.report"]
+            ._render_qweb_html("account.account_invoices", invoice.ids)[0]
+            .decode()
+        )
+        self.assertNotIn('id="vipps_pay_qr"', html)

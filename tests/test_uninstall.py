@@ -23,6 +23,7 @@ ROUND_TRIP = textwrap.dedent(
     with odoo.modules.registry.Registry(sys.argv[2]).cursor() as cr:
         env = odoo.api.Environment(cr, odoo.SUPERUSER_ID, {})
         installed = env["payment.provider"].search_count([("code", "=", "vipps")])
+        env.ref("base.partner_admin").invoice_sending_method = "vipps"
         env["ir.module.module"].search(
             [("name", "=", "payment_vipps")]
         ).button_immediate_uninstall()
@@ -62,6 +63,11 @@ class TestInstallUninstall(BaseCase):
                     " table_name = 'payment_provider' AND column_name LIKE 'vipps%'"
                 )
                 self.assertFalse(cr.fetchall(), msg="Vipps columns must be dropped.")
+                cr.execute(
+                    "SELECT count(*) FROM res_partner"
+                    " WHERE invoice_sending_method::text LIKE '%vipps%'"
+                )
+                self.assertEqual(cr.fetchone()[0], 0, msg="No customer keeps 'vipps'.")
                 cr.execute("SELECT count(*) FROM payment_provider WHERE code = 'vipps'")
                 self.assertEqual(cr.fetchone()[0], 0)
                 cr.execute(
@@ -69,11 +75,10 @@ class TestInstallUninstall(BaseCase):
                 )
                 self.assertEqual(cr.fetchone()[0], 0, msg="The payment method must go.")
                 cr.execute(
-                    "SELECT count(*) FROM ir_model_data WHERE module = 'payment_vipps'"
+                    "SELECT model, name FROM ir_model_data"
+                    " WHERE module = 'payment_vipps'"
                 )
-                self.assertEqual(
-                    cr.fetchone()[0], 0, msg="No data of the addon remains."
-                )
+                self.assertEqual(cr.fetchall(), [], msg="No data of the addon remains.")
         finally:
             with db_connect("postgres").cursor() as cr:
                 cr._cnx.autocommit = True

@@ -1,0 +1,122 @@
+from odoo.tests import tagged
+
+from .. import const
+from .common import VippsInvoiceCommon
+
+
+@tagged("post_install", "-at_install")
+class TestVippsAutomation(VippsInvoiceCommon):
+    """Requests sent on posting, the server action, and Send & Print."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.opted_in = cls.env["res.partner"].create(
+            {"name": "Opted In", "email": "in@example.com"}
+        )
+        cls.opted_in._vipps_store_consent("4791234567", "test")
+        cls.by_email = cls.env["res.partner"].create(
+            {"name": "By Email", "email": "mail@example.com"}
+        )
+
+    def _run_queue(self):
+        self.env.ref("payment_vipps.cron_send_auto_requests").method_direct_trigger()
+
+    # === ON POSTING === #
+
+    def test_posting_queues_and_job_sends(self):
+        """Posting sends nothing itself; the job pushes or e-mails afterwards."""
+        self.vipps.vipps_auto_request = True
+        pushed = self.create_invoice(partner=self.opted_in)
+        emailed = self.create_invoice(partner=self.by_email)
+        self.assertTrue(pushed.vipps_auto_pending and emailed.vipps_auto_pending)
+        self.assertFalse(
+            self.vipps_calls("createPayment"), msg="Posting sends nothing."
+        )
+        self._run_queue()
+        self.assertFalse((pushed | emailed).filtered("vipps_auto_pending"))
+        self.assertEqual(pushed.vipps_state, "pending")
+        self.assertEqual(
+            self.emulator.payment(pushed.vipps_reference).phone, "4791234567"
+        )
+        self.assertFalse(emailed.transaction_ids)
+        self.assertIn(
+            f"{const.PAY_ROUTE}/{emailed.id}", emailed.message_ids[0].body or ""
+        )
+
+    def test_mobile_without_opt_in_gets_email_not_push(self):
+        """A customer who never opted in is not pushed automatically."""
+        self.vipps.vipps_auto_request = True
+        invoice = self.create_invoice()  # Kari: a mobile number, no consent
+        self._run_queue()
+        self.assertFalse(invoice.transaction_ids)
+        self.assertIn(f"{const.PAY_ROUTE}/{invoice.id}", invoice.message_ids[0].body)
+
+    def test_settings_choose_what_goes_out(self):
+        """With both kinds switched off nothing goes out."""
+        self.vipps.write(
+            {
+                "vipps_auto_request": True,
+                "vipps_auto_push": False,
+                "vipps_auto_email": False,
+            }
+        )
+        pushed = self.create_invoice(partner=self.opted_in)
+        emailed = self.create_invoice(partner=self.by_email)
+        messages = len(emailed.message_ids)
+        self._run_queue()
+        self.assertFalse(pushed.transaction_ids)
+        self.assertEqual(len(emailed.message_ids), messages)
+
+    def test_off_by_default(self):
+        """Without the setting, posting queues nothing."""
+        invoice = self.create_invoice(partner=self.opted_in)
+        self.assertFalse(invoice.vipps_auto_pending)
+
+    def test_many_invoices_sent_in_batches(self):
+        """A big posting is sent in committed batches until the queue is empty."""
+        self.vipps.vipps_auto_request = True
+        invoices = self.env["account.move"]
+        for __ in range(5):
+            invoices |= self.create_invoice(partner=self.opted_in)
+        self.env["account.move"]._cron_vipps_send_auto_requests(batch_size=2)
+        self.assertEqual(len(invoices.filtered("vipps_auto_pending")), 3)
+        self.env["account.move"]._cron_vipps_send_auto_requests(batch_size=2)
+        self.env["account.move"]._cron_vipps_send_auto_requests(batch_size=2)
+        self.assertFalse(invoices.filtered("vipps_auto_pending"))
+        self.assertEqual(set(invoices.mapped("vipps_state")), {"pending"})
+
+    def test_interrupted_batch_resumes_without_sending_twice(self):
+        """Sent, then the batch died before committing: the next run adopts it."""
+        invoice = self.create_invoice(partner=self.opted_in)
+        reference = invoice.vipps_request_payment().reference
+        payment = self.emulator.payment(reference)
+        # The crash: Odoo forgets the transaction, Vipps keeps the payment.
+        invoice.transaction_ids.unlink()
+        tx = invoice.vipps_request_payment()
+        self.assertEqual(tx.reference, reference)
+        self.assertEqual(len(self.emulator.payments), 1, msg="Not sent twice.")
+        self.assertIs(self.emulator.payment(reference), payment)
+        self.assertEqual(tx.state, "pending")
+
+    # === SERVER ACTION AND SEND & PRINT === #
+
+    def test_server_action_for_automation_rules(self):
+        """The shipped server action sends the request of its records."""
+        invoice = self.create_invoice(partner=self.opted_in)
+        action = self.env.ref("payment_vipps.action_server_vipps_request_payment")
+        action.with_context(active_model="account.move", active_ids=invoice.ids).run()
+        self.assertEqual(invoice.vipps_state, "pending")
+
+    def test_send_and_print_by_vipps(self):
+        """'by Vipps MobilePay' in Send & Print sends the request, per customer."""
+        self.opted_in.invoice_sending_method = "vipps"
+        invoice = self.create_invoice(partner=self.opted_in)
+        wizard = (
+            self.env["account.move.send.wizard"]
+            .with_context(active_model="account.move", active_ids=invoice.ids)
+            .create({})
+        )
+        self.assertIn("vipps", wizard.sending_methods)
+        wizard.action_send_and_print()
+        self.assertEqual(invoice.vipps_state, "pending")
