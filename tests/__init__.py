@@ -1,5 +1,6 @@
 from . import test_automation
 from . import test_client
+from . import test_customer_tour
 from . import test_lifecycle
 from . import test_order_details
 from . import test_pay_link

@@ -44,3 +44,27 @@ registry.category("web_tour.tours").add("payment_vipps_invoice_paid", {
     },
   ],
 });
+
+// Send & Print, with "by Vipps MobilePay" as the customer's sending method.
+registry.category("web_tour.tours").add("payment_vipps_send_and_print", {
+  steps: () => [
+    {
+      content: "Open Send & Print",
+      trigger: ".o_form_view button[name='action_invoice_sent']",
+      run: "click",
+    },
+    {
+      content: "By Vipps MobilePay is ticked: the customer's default",
+      trigger: ".modal .o-checkbox:contains('by Vipps MobilePay') input:checked",
+    },
+    {
+      content: "Send",
+      trigger: ".modal button[name='action_send_and_print']:enabled",
+      run: "click",
+    },
+    {
+      content: "The invoice shows the request as sent",
+      trigger: ".o_form_view .o_field_widget[name='vipps_state']:contains('Requested')",
+    },
+  ],
+});
