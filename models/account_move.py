@@ -77,6 +77,7 @@ class AccountMove(models.Model):
         this transaction commits, so posting is never slowed or undone by Vipps.
         """
         posted = super()._post(soft=soft)
+        posted.filtered(lambda move: move.move_type == "out_refund")._vipps_refund()
         queued = posted.filtered(
             lambda move: move.move_type == "out_invoice"
             and move.company_id in self._vipps_auto_companies()
@@ -85,6 +86,27 @@ class AccountMove(models.Model):
             queued.vipps_auto_pending = True
             self.env.ref("payment_vipps.cron_send_auto_requests").sudo()._trigger()
         return posted
+
+    def _vipps_refund(self):
+        """Refund credit notes of Vipps-paid invoices through Vipps, where the
+        provider says so; the refund's payment settles the credit note."""
+        for credit_note in self.filtered("reversed_entry_id"):
+            paid_by = credit_note.reversed_entry_id.sudo().transaction_ids.filtered(
+                lambda tx, currency=credit_note.currency_id: tx.provider_code == "vipps"
+                and tx.state == "done"
+                and tx.operation != "refund"
+                and tx.provider_id.vipps_refund_credit_notes
+                and tx.currency_id == currency
+            )[-1:]
+            if not paid_by:
+                continue
+            refundable = paid_by.amount - paid_by.vipps_refunded_amount
+            amount = min(credit_note.amount_residual, refundable)
+            if paid_by.currency_id.compare_amounts(amount, 0) <= 0:
+                continue
+            paid_by.with_context(
+                vipps_refund_documents=credit_note.ids
+            )._send_refund_request(amount_to_refund=amount)
 
     @api.model
     def _vipps_auto_companies(self):

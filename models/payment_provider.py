@@ -81,6 +81,11 @@ class PaymentProvider(models.Model):
         help="A push request that expires unpaid is sent again, at most once a day, "
         "up to this many times. 0: never.",
     )
+    vipps_refund_credit_notes = fields.Boolean(
+        string="Refund Credit Notes Through Vipps",
+        help="When a credit note of an invoice paid with Vipps MobilePay is posted, "
+        "refund its amount to the customer through Vipps at once.",
+    )
     vipps_webhook_id = fields.Char(
         string="Webhook ID", groups="base.group_system", copy=False, readonly=True
     )

@@ -3,7 +3,7 @@ from datetime import timedelta
 
 from werkzeug import urls
 
-from odoo import api, fields, models
+from odoo import Command, api, fields, models
 from odoo.tools import float_round
 
 from odoo.addons.payment import utils as payment_utils
@@ -387,6 +387,9 @@ class PaymentTransaction(models.Model):
         refund_tx = super()._send_refund_request(amount_to_refund=amount_to_refund)
         if self.provider_code != "vipps":
             return refund_tx
+        if documents := self.env.context.get("vipps_refund_documents"):
+            # The refund's payment settles these (a credit note).
+            refund_tx.invoice_ids = [Command.set(documents)]
         result = self.provider_id.sudo()._vipps_refund_payment(
             self.reference,
             self._vipps_amount(-refund_tx.amount),

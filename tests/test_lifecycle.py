@@ -176,3 +176,35 @@ class TestVippsLifecycle(VippsInvoiceCommon):
             .decode()
         )
         self.assertNotIn('id="vipps_pay_qr"', html)
+
+    # === CREDIT NOTES === #
+
+    def _credit_note(self, invoice, amount=None):
+        credit_note = invoice._reverse_moves()
+        if amount is not None:
+            credit_note.invoice_line_ids[0].quantity = 1
+            credit_note.invoice_line_ids[0].price_unit = amount
+        credit_note.action_post()
+        return credit_note
+
+    def test_credit_note_refunded_through_vipps_when_configured(self):
+        """A credit note of a Vipps-paid invoice is refunded to the customer."""
+        self.vipps.vipps_refund_credit_notes = True
+        invoice, tx = self._paid_by_vipps()
+        credit_note = self._credit_note(invoice, amount=200.0)
+        refund = tx.child_transaction_ids.filtered(lambda t: t.operation == "refund")
+        self.assertEqual(refund.amount, -credit_note.amount_total)
+        self.assertEqual(refund.state, "done")
+        self.assertEqual(
+            self.emulator.payment(tx.reference).refunded,
+            round(credit_note.amount_total * 100),
+        )
+        self.assertIn(credit_note.payment_state, ("paid", "in_payment"))
+
+    def test_credit_note_not_refunded_by_default(self):
+        """Without the setting a credit note stays a credit."""
+        invoice, tx = self._paid_by_vipps()
+        credit_note = self._credit_note(invoice)
+        self.assertFalse(tx.child_transaction_ids)
+        self.assertFalse(self.vipps_calls("refundPayment"))
+        self.assertEqual(credit_note.payment_state, "not_paid")

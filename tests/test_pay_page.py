@@ -189,3 +189,20 @@ class TestVippsPayPage(VippsHttpCommon):
         self.customer_by_email.action_vipps_clear_consent()
         self.assertFalse(self.customer_by_email.vipps_phone)
         self.assertIn("no longer sent", self.customer_by_email.message_ids[0].body)
+
+    def test_mobilepay_brand_for_danish_and_finnish_invoices(self):
+        """DKK and EUR invoices say MobilePay and use Odoo's MobilePay method."""
+        for code in ("DKK", "EUR"):
+            currency = self._enable_currency(code)
+            invoice = self.create_invoice(
+                partner=self.customer_by_email, currency_id=currency.id
+            )
+            self.assertEqual(invoice._vipps_brand(), "MobilePay")
+            self.assertEqual(
+                self.vipps._vipps_payment_method(currency).code, "mobile_pay"
+            )
+            response = self._get(invoice._vipps_pay_url())
+            self.assertIn("Pay with MobilePay", response.text)
+            self.assertNotIn("Pay with Vipps", response.text)
+        nok_invoice = self.create_invoice(partner=self.customer_by_email)
+        self.assertEqual(nok_invoice._vipps_brand(), "Vipps")

@@ -184,6 +184,8 @@ def load(env, params):
         )
         for name, values in CUSTOMERS
     }
+    # Lars gets his invoices "by Vipps MobilePay" from Send & Print.
+    partners["partner_lars"].invoice_sending_method = "vipps"
     products = {
         name: _create(
             env,
