@@ -77,3 +77,12 @@ class TestVippsPayLink(VippsHttpCommon):
         with self.server_turn():
             response = self.url_open(invoice.get_portal_url())
         self.assertIn("o_payment_form", response.text)
+
+    def test_portal_links_to_pay_page_with_opt_in(self):
+        """The invoice portal offers the Pay with Vipps page (with its opt-in)."""
+        invoice = self.create_invoice(partner=self.customer_without_phone)
+        portal_url = invoice.get_portal_url()
+        with self.server_turn():
+            response = self.url_open(portal_url)
+        self.assertIn('id="vipps_portal_pay"', response.text)
+        self.assertIn(f"/payment/vipps/pay/{invoice.id}?access_token=", response.text)
