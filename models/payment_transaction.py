@@ -260,6 +260,12 @@ class PaymentTransaction(models.Model):
         self.ensure_one()
         if self.state == "done":
             return "paid"
+        if self.state == "cancel" and self.vipps_state in (
+            False,
+            "CREATED",
+            "AUTHORIZED",
+        ):
+            return "cancelled"  # voided or released in Odoo
         return {
             "CREATED": "pending",
             "AUTHORIZED": "authorized",
