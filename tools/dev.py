@@ -443,6 +443,25 @@ def cmd_test_odoo(odoo_src, args):
     )
 
 
+def cmd_bench(odoo_src, args):
+    """Benchmarks: API calls, queries, throughput per invoice, next to payment_demo."""
+    database = Database(args)
+    name = TEST_DB + "_bench"
+    config = write_config(odoo_src, database, "bench")
+    template = ensure_template(odoo_src, database, config)
+    database.copy(template, name)
+    odoo(config, "-d", name, "-i", f"{MODULE},payment_demo", "--stop-after-init")
+    output = Path(args.output).resolve()
+    run_in_odoo(
+        config,
+        name,
+        TOOLS / "bench.py",
+        sizes=args.sizes.split(","),
+        output=str(output),
+    )
+    say(f"Figures written to {output}")
+
+
 def cmd_lint(odoo_src, args):
     run(
         [
@@ -552,7 +571,7 @@ def run_in_odoo(config, dbname, script, **params):
         "registry = odoo.modules.registry.Registry(sys.argv[2])\n"
         "with registry.cursor() as cr:\n"
         "    env = odoo.api.Environment(cr, odoo.SUPERUSER_ID, {})\n"
-        "    namespace = {}\n"
+        "    namespace = {'__file__': sys.argv[3], '__name__': 'odoo_script'}\n"
         "    exec(compile(open(sys.argv[3]).read(), sys.argv[3], 'exec'), namespace)\n"
         "    namespace['load'](env, json.loads(sys.argv[4]))\n"
     )
@@ -589,6 +608,9 @@ def main():
     shell = commands.add_parser("shell", help="an Odoo shell (reads a script on stdin)")
     shell.add_argument("database", nargs="?", default=DEMO_DB)
     commands.add_parser("lint", help="run the linters on the whole repository")
+    bench = commands.add_parser("bench", help="measure what one invoice request costs")
+    bench.add_argument("--sizes", default="1,10,100,1000", help="batch sizes")
+    bench.add_argument("--output", default=str(STATE / "bench.json"))
     args = parser.parse_args()
     odoo_src = bootstrap()
     handler = {
@@ -597,6 +619,7 @@ def main():
         "test-odoo": cmd_test_odoo,
         "lint": cmd_lint,
         "shell": cmd_shell,
+        "bench": cmd_bench,
     }[args.command]
     handler(odoo_src, args)
 
