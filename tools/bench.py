@@ -156,6 +156,30 @@ class _NoEmulator:
 
 
 def load(env, params):
+    if params.get("mode") == "burst_setup":
+        return _burst_setup(env, params)
+    return _bench_counts(env, params)
+
+
+def _burst_setup(env, params):
+    """Open requests for the webhook burst, committed, against an external emulator
+    and the Odoo server that will receive the webhooks."""
+    env["ir.config_parameter"].set_param("web.base.url", params["base_url"])
+    env["ir.config_parameter"].set_param("web.base.url.freeze", "True")
+    company = demo_data._setup_company(env)
+    tax = demo_data._sales_tax(env, company)
+    demo_data._setup_provider(env, company, {"emulator_url": params["emulator_url"]})
+    product = env["product.product"].create(
+        {"name": "Service", "list_price": 1000.0, "taxes_id": [Command.set(tax.ids)]}
+    )
+    invoices = _customers_and_invoices(env, int(params["count"]), product, "B")
+    for start in range(0, len(invoices), 100):
+        invoices[start : start + 100].vipps_request_payment()
+        env.cr.commit()  # pylint: disable=invalid-commit - a benchmark's own setup
+    invoices[:1]._portal_ensure_token()
+
+
+def _bench_counts(env, params):
     from odoo.addons.payment_vipps.vipps_emulator import Emulator
 
     sizes = [int(size) for size in params["sizes"]]

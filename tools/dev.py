@@ -459,7 +459,148 @@ def cmd_bench(odoo_src, args):
         sizes=args.sizes.split(","),
         output=str(output),
     )
+    if args.burst:
+        report = json.loads(output.read_text())
+        report["webhook_burst"] = bench_burst(odoo_src, database, args.burst)
+        output.write_text(json.dumps(report, indent=2))
     say(f"Figures written to {output}")
+
+
+def bench_burst(odoo_src, database, count):
+    """A burst of authorization webhooks (with duplicates) into Odoo with 2 workers."""
+    import statistics
+
+    name = TEST_DB + "_burst"
+    port, emulator_port = free_port(), free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    emulator_url = f"http://127.0.0.1:{emulator_port}"
+    config = write_config(
+        odoo_src,
+        database,
+        "burst",
+        http_port=port,
+        gevent_port=free_port(),
+        workers=2,
+        max_cron_threads=1,
+        log_level="warn",
+    )
+    database.copy(ensure_template(odoo_src, database, config), name)
+    odoo(config, "-d", name, "-i", MODULE, "--stop-after-init")
+    emulator = subprocess.Popen(
+        [sys.executable, "-m", "vipps_emulator", "--port", str(emulator_port)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+    )
+    server = None
+    control = f"{emulator_url}/_emulator"
+    try:
+        wait_for(f"{control}/health", timeout=30)
+        run_in_odoo(
+            config,
+            name,
+            TOOLS / "bench.py",
+            mode="burst_setup",
+            base_url=base_url,
+            emulator_url=emulator_url,
+            count=count,
+        )
+        # odoo-bin, not `-m odoo`: with workers Odoo re-executes its own script.
+        server = subprocess.Popen(
+            [sys.executable, odoo_src / "odoo-bin", "-c", config, "-d", name]
+            + ["--db-filter", name]
+        )
+        wait_for(f"{base_url}/web/login", timeout=120)
+        call_json("DELETE", f"{control}/deliveries")
+        call_json(
+            "POST",
+            f"{control}/webhook-faults",
+            {"mode": "duplicate", "count": count // 5},
+        )
+        payments = call_json("GET", f"{control}/payments")["payments"]
+        references = [p["reference"] for p in payments if p["state"] == "CREATED"]
+        started = time.monotonic()
+        for reference in references:
+            call_json("POST", f"{control}/payments/{reference}/approve", {})
+        approved = time.monotonic() - started
+        paid, deadline = 0, started + 900
+        while time.monotonic() < deadline:
+            paid = database.sql(
+                "SELECT count(*) FROM account_move WHERE move_type = 'out_invoice'"
+                " AND vipps_state = 'paid'",
+                dbname=name,
+            )[0][0]
+            if paid >= len(references):
+                break
+            time.sleep(0.5)
+        reconciled = time.monotonic() - started
+        call_json("POST", f"{control}/deliveries/wait", {"timeout": 60})
+        deliveries = call_json("GET", f"{control}/deliveries")["entries"]
+        durations = sorted(d["durationMs"] for d in deliveries if d.get("durationMs"))
+        payments_made = database.sql(
+            "SELECT count(*) FROM account_payment p JOIN payment_transaction t"
+            " ON p.payment_transaction_id = t.id"
+            " WHERE t.provider_reference IS NOT NULL",
+            dbname=name,
+        )[0][0]
+        pages = bench_pages(database, name, base_url)
+    finally:
+        for process in (server, emulator):
+            if process and process.poll() is None:
+                process.terminate()
+                process.wait(30)
+    result = {
+        "requests": len(references),
+        "approvals_sent_in_s": round(approved, 1),
+        "seconds_until_last_reconciled": round(reconciled, 1),
+        "invoices_paid": paid,
+        "payments_created": payments_made,
+        "webhook_deliveries": len(deliveries),
+        "webhook_statuses": sorted({str(d["status"]) for d in deliveries}),
+        "webhooks_per_second": round(len(deliveries) / reconciled, 1),
+        "endpoint_ms_p50": statistics.median(durations) if durations else None,
+        "endpoint_ms_p95": durations[int(len(durations) * 0.95) - 1]
+        if durations
+        else None,
+        "pages_ms_p50": pages,
+    }
+    say(f"Webhook burst: {json.dumps(result)}")
+    return result
+
+
+def bench_pages(database, dbname, base_url, rounds=20):
+    """Median time of our order-details page and Odoo's portal invoice page."""
+    import statistics
+
+    invoice_id, token = database.sql(
+        "SELECT id, access_token FROM account_move WHERE access_token IS NOT NULL"
+        " AND move_type = 'out_invoice' ORDER BY id LIMIT 1",
+        dbname=dbname,
+    )[0]
+    query = f"{invoice_id}?access_token={token}"
+    pages = {
+        "order_details": f"{base_url}/payment/vipps/invoice/{query}",
+        "odoo_portal_invoice": f"{base_url}/my/invoices/{query}",
+    }
+    result = {}
+    for page, url in pages.items():
+        urllib.request.urlopen(url, timeout=60).read()  # noqa: S310 - warm up
+        times = []
+        for __ in range(rounds):
+            started = time.perf_counter()
+            urllib.request.urlopen(url, timeout=60).read()  # noqa: S310
+            times.append((time.perf_counter() - started) * 1000)
+        result[page] = round(statistics.median(times), 1)
+    return result
+
+
+def call_json(method, url, payload=None):
+    data = json.dumps(payload).encode() if payload is not None else None
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=120) as response:  # noqa: S310
+        body = response.read()
+    return json.loads(body) if body else {}
 
 
 def cmd_lint(odoo_src, args):
@@ -611,6 +752,9 @@ def main():
     bench = commands.add_parser("bench", help="measure what one invoice request costs")
     bench.add_argument("--sizes", default="1,10,100,1000", help="batch sizes")
     bench.add_argument("--output", default=str(STATE / "bench.json"))
+    bench.add_argument(
+        "--burst", type=int, default=1000, help="webhook burst size (0: skip)"
+    )
     args = parser.parse_args()
     odoo_src = bootstrap()
     handler = {

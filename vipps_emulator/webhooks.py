@@ -356,7 +356,9 @@ class Dispatcher:
 
     def _attempt(self, key, delivery):
         delivery.attempt += 1
+        started = time.monotonic()
         status, error = self._send(delivery)
+        delivery.duration_ms = round((time.monotonic() - started) * 1000, 1)
         delivered = status is not None and 200 <= status < 300
         delays = self.settings.webhook_retry_delays
         with self._cond:
@@ -426,6 +428,7 @@ class Dispatcher:
             "reference": delivery.reference,
             "pspReference": delivery.payload["pspReference"],
             "attempt": delivery.attempt,
+            "durationMs": getattr(delivery, "duration_ms", None),
             "status": status,
             "error": error,
             "outcome": outcome,
