@@ -302,24 +302,12 @@ class AccountMove(models.Model):
         if problem:
             raise UserError(problem)
         provider = self._vipps_get_provider()
-        tx_model = self.env["payment.transaction"].sudo()
         with self.env.cr.savepoint():
-            tx = tx_model.create(
-                {
-                    "provider_id": provider.id,
-                    "payment_method_id": provider._vipps_payment_method(
-                        self.currency_id
-                    ).id,
-                    "reference": tx_model._compute_reference(
-                        "vipps", invoice_ids=[Command.set(self.ids)]
-                    ),
-                    "amount": self.amount_residual,
-                    "currency_id": self.currency_id.id,
-                    "partner_id": self.partner_id.id,
-                    "operation": "online_redirect",
-                    "invoice_ids": [Command.set(self.ids)],
-                    "vipps_share_phone": share_phone,
-                }
+            tx = self._vipps_create_transaction(
+                provider,
+                self.amount_residual,
+                "online_redirect",
+                vipps_share_phone=share_phone,
             )
             answer = tx._vipps_create_web_payment()
         return tx, answer["redirectUrl"]
@@ -539,23 +527,12 @@ class AccountMove(models.Model):
 
     def _vipps_send_request_now(self, request):
         provider = request["provider"]
-        tx_model = self.env["payment.transaction"].sudo()
-        payment_method = provider._vipps_payment_method(self.currency_id)
-        tx = tx_model.create(
-            {
-                "provider_id": provider.id,
-                "payment_method_id": payment_method.id,
-                "reference": tx_model._compute_reference(
-                    "vipps", invoice_ids=[Command.set(self.ids)]
-                ),
-                "amount": request["amount"],
-                "currency_id": self.currency_id.id,
-                "partner_id": self.partner_id.id,
-                "operation": "offline",
-                "invoice_ids": [Command.set(self.ids)],
-                "vipps_phone": request["phone"],
-                "vipps_expires_at": request["expires_at"],
-            }
+        tx = self._vipps_create_transaction(
+            provider,
+            request["amount"],
+            "offline",
+            vipps_phone=request["phone"],
+            vipps_expires_at=request["expires_at"],
         )
         if provider._vipps_uses_order_management():
             provider._vipps_add_category(
@@ -591,6 +568,28 @@ class AccountMove(models.Model):
             template,
             subtype_xmlid="mail.mt_comment",
             partner_ids=self.partner_id.ids,
+        )
+
+    def _vipps_create_transaction(self, provider, amount, operation, **values):
+        """Create the draft Vipps transaction of this invoice (a Vipps reference)."""
+        self.ensure_one()
+        tx_model = self.env["payment.transaction"].sudo()
+        return tx_model.create(
+            {
+                "provider_id": provider.id,
+                "payment_method_id": provider._vipps_payment_method(
+                    self.currency_id
+                ).id,
+                "reference": tx_model._compute_reference(
+                    "vipps", invoice_ids=[Command.set(self.ids)]
+                ),
+                "amount": amount,
+                "currency_id": self.currency_id.id,
+                "partner_id": self.partner_id.id,
+                "operation": operation,
+                "invoice_ids": [Command.set(self.ids)],
+                **values,
+            }
         )
 
     def _vipps_get_provider(self):
