@@ -110,6 +110,12 @@ class VippsInvoiceCommon(VippsCommon):
             {"name": "Ola Hansen", "country_id": cls.env.ref("base.no").id}
         )
 
+    def pay_otherwise(self, invoice):
+        """Register a payment the way an accountant does for a bank transfer."""
+        self.env["account.payment.register"].with_context(
+            active_model="account.move", active_ids=invoice.ids
+        ).create({})._create_payments()
+
     def create_invoice(self, partner=None, amount=1000.0, post=True, **values):
         """A customer invoice in NOK with one line taxed at the test sales tax."""
         invoice = self.env["account.move"].create(

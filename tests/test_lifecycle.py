@@ -44,9 +44,7 @@ class TestVippsLifecycle(VippsInvoiceCommon):
         """Paid by bank transfer: the Vipps request is withdrawn, no second payment."""
         invoice = self.create_invoice()
         tx = invoice.vipps_request_payment()
-        self.env["account.payment.register"].with_context(
-            active_model="account.move", active_ids=invoice.ids
-        ).create({})._create_payments()
+        self.pay_otherwise(invoice)
         self.assertEqual(self.emulator.payment(tx.reference).state, "TERMINATED")
         self.assertEqual(tx.state, "cancel")
         self.assertFalse(tx.payment_id)
@@ -77,9 +75,7 @@ class TestVippsLifecycle(VippsInvoiceCommon):
             "cancelPayment", count=const.MAX_ATTEMPTS, status=503
         )
         with self.fast_retries():
-            self.env["account.payment.register"].with_context(
-                active_model="account.move", active_ids=invoice.ids
-            ).create({})._create_payments()
+            self.pay_otherwise(invoice)
         self.assertEqual(tx.state, "pending", msg="Vipps was down: still open.")
         tx.vipps_last_sync = fields.Datetime.now() - timedelta(hours=1)
         self.env.ref("payment_vipps.cron_poll_payments").method_direct_trigger()
@@ -167,9 +163,7 @@ class TestVippsLifecycle(VippsInvoiceCommon):
         self.assertIn('id="vipps_pay_qr"', html)
         self.assertIn("Scan to pay with Vipps", html)
         self.assertIn(f"payment%2Fvipps%2Fpay%2F{invoice.id}", html)
-        self.env["account.payment.register"].with_context(
-            active_model="account.move", active_ids=invoice.ids
-        ).create({})._create_payments()
+        self.pay_otherwise(invoice)
         html = (
             self.env["ir.actions.report"]
             ._render_qweb_html("account.account_invoices", invoice.ids)[0]

@@ -104,9 +104,7 @@ class TestVippsPayPage(VippsHttpCommon):
     def test_paid_invoice_page_says_so(self):
         """An invoice already paid shows a thank-you, not a payment button."""
         invoice = self.create_invoice(partner=self.customer_by_email)
-        self.env["account.payment.register"].with_context(
-            active_model="account.move", active_ids=invoice.ids
-        ).create({})._create_payments()
+        self.pay_otherwise(invoice)
         response = self._get(invoice._vipps_pay_url())
         self.assertIn("already paid", response.text)
         self.assertNotIn('id="vipps_pay_button"', response.text)

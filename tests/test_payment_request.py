@@ -122,9 +122,7 @@ class TestVippsPaymentRequest(VippsInvoiceCommon):
     def test_paid_invoice_refused(self):
         """Nothing due, nothing to request."""
         invoice = self.create_invoice()
-        self.env["account.payment.register"].with_context(
-            active_model="account.move", active_ids=invoice.ids
-        ).create({})._create_payments()
+        self.pay_otherwise(invoice)
         self._assert_refused(invoice, "Nothing is due")
 
     def test_unsupported_currency_refused(self):
