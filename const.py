@@ -39,6 +39,7 @@ TOKEN_RENEWAL_MARGIN = 300
 # The Vipps-System-* headers are limited to 30 characters each.
 SYSTEM_HEADER_MAX_LENGTH = 30
 SYSTEM_NAME = "odoo"
+MODULE = "payment_vipps"
 
 # States of an ePayment (Get payment `state`). AUTHORIZED stays AUTHORIZED after a
 # capture, refund or cancel: the money moves show in the aggregate amounts only.

@@ -405,11 +405,17 @@ class AccountMove(models.Model):
         :param list wishes: dicts with invoice and optional phone, amount, expires_at
         :return: dicts ready for `_vipps_send_request`
         """
-        problems, requests = [], []
+        problems, requests, providers = [], [], {}
         for wish in wishes:
             invoice = wish["invoice"]
             try:
-                requests.append(invoice._vipps_prepare_request(**wish))
+                if invoice.company_id not in providers:
+                    providers[invoice.company_id] = invoice._vipps_get_provider()
+                requests.append(
+                    invoice._vipps_prepare_request(
+                        provider=providers[invoice.company_id], **wish
+                    )
+                )
             except UserError as error:
                 problems.append(f"{invoice.display_name}: {error.args[0]}")
         if problems:
@@ -442,13 +448,16 @@ class AccountMove(models.Model):
                 )
         return transactions
 
-    def _vipps_prepare_request(self, invoice=None, phone=None, amount=None, **values):
+    def _vipps_prepare_request(
+        self, invoice=None, phone=None, amount=None, provider=None, **values
+    ):
         """Check that this invoice can be requested and complete the request values.
 
+        :param provider: the company's Vipps provider, when the caller has it
         :raise UserError: with the reason when it cannot
         """
         self.ensure_one()
-        provider = self._vipps_get_provider()
+        provider = provider or self._vipps_get_provider()
         if self.state != "posted":
             raise UserError(self.env._("Only posted invoices can be paid with Vipps."))
         if self.move_type != "out_invoice":
@@ -457,7 +466,7 @@ class AccountMove(models.Model):
             )
         if self.currency_id.is_zero(self.amount_residual) or self.amount_residual < 0:
             raise UserError(self.env._("Nothing is due on this invoice."))
-        if self.currency_id not in provider._get_supported_currencies():
+        if self.currency_id.name not in const.SUPPORTED_CURRENCIES:
             raise UserError(
                 self.env._(
                     "Vipps MobilePay cannot take payments in %(currency)s (only NOK, "
@@ -547,16 +556,6 @@ class AccountMove(models.Model):
                 "returnUrl": provider._vipps_return_url(tx),
                 "receipt": self._vipps_prepare_receipt(tx),
             }
-        )
-        tx._log_message_on_linked_documents(
-            self.env._(
-                "Vipps MobilePay payment request %(reference)s of %(amount)s sent to "
-                "%(phone)s; it expires %(expiry)s.",
-                reference=tx.reference,
-                amount=tx.amount,
-                phone=utils.mask_phone(request["phone"]),
-                expiry=fields.Datetime.to_string(request["expires_at"]),
-            )
         )
         return tx
 

@@ -6,7 +6,7 @@ from datetime import timedelta
 import psycopg2
 import requests
 
-from odoo import api, fields, models, service
+from odoo import api, fields, models, modules, service
 from odoo.exceptions import UserError, ValidationError
 
 from .. import const, utils
@@ -213,7 +213,10 @@ class PaymentProvider(models.Model):
     def _vipps_payment_method(self, currency):
         """Odoo's payment method for a currency: Vipps for NOK, MobilePay otherwise."""
         code = "vipps" if currency.name == "NOK" else "mobile_pay"
-        return (
+        # The provider's own methods are read once per batch; the search is for a
+        # method that was unlinked from the provider.
+        linked = self.payment_method_ids.filtered(lambda method: method.code == code)
+        return linked[:1] or (
             self.env["payment.method"]
             .with_context(active_test=False)
             .search([("code", "=", code)], limit=1)
@@ -240,15 +243,16 @@ class PaymentProvider(models.Model):
 
     def _vipps_get_system_headers(self):
         """Return the headers Vipps asks every plugin to send on every call."""
-        module = self.env.ref("base.module_payment_vipps").sudo()
         limit = const.SYSTEM_HEADER_MAX_LENGTH
         odoo_version = service.common.exp_version()["server_version"]
+        # From the manifest (cached), not the database: no query per API call.
+        version = modules.get_manifest(const.MODULE).get("version") or ""
         return {
             "Merchant-Serial-Number": self.vipps_merchant_serial_number or "",
             "Vipps-System-Name": const.SYSTEM_NAME,
             "Vipps-System-Version": odoo_version[:limit],
-            "Vipps-System-Plugin-Name": module.name[:limit],
-            "Vipps-System-Plugin-Version": (module.installed_version or "")[:limit],
+            "Vipps-System-Plugin-Name": const.MODULE[:limit],
+            "Vipps-System-Plugin-Version": version[:limit],
         }
 
     def _vipps_idempotency_key(self, *parts):

@@ -4,7 +4,7 @@ from datetime import timedelta
 from werkzeug import urls
 
 from odoo import Command, api, fields, models
-from odoo.tools import float_round
+from odoo.tools import float_round, format_amount
 
 from odoo.addons.payment import utils as payment_utils
 
@@ -145,6 +145,47 @@ class PaymentTransaction(models.Model):
         self._set_pending()
         return answer
 
+    def _log_received_message(self):
+        """Override of `payment` to log a sent push request as a plain note,
+        written by the user who sent it.
+
+        It notifies nobody (like Odoo's own note), without the cost of working out
+        the recipients for every invoice of a batch.
+        """
+        sent = self.filtered(lambda tx: tx._vipps_is_sent_push())
+        res = super(PaymentTransaction, self - sent)._log_received_message()
+        for tx in sent:
+            for invoice in tx.invoice_ids:
+                # Written by whoever sent it (Odoo's own lines are the customer's).
+                invoice._message_log(
+                    body=tx._get_received_message(),
+                    author_id=self.env.user.partner_id.id,
+                )
+        return res
+
+    def _get_received_message(self):
+        """Override of `payment` to say where a push request went, in the one
+        message that marks it sent (instead of Odoo's "pending" next to ours)."""
+        if not self._vipps_is_sent_push():
+            return super()._get_received_message()
+        return self.env._(
+            "Vipps MobilePay payment request %(reference)s of %(amount)s sent to "
+            "%(phone)s; it expires %(expiry)s.",
+            reference=self.reference,
+            amount=format_amount(self.env, self.amount, self.currency_id),
+            phone=utils.mask_phone(self.vipps_phone),
+            expiry=fields.Datetime.to_string(self.vipps_expires_at),
+        )
+
+    def _vipps_is_sent_push(self):
+        self.ensure_one()
+        return (
+            self.provider_code == "vipps"
+            and self.state == "pending"
+            and self.vipps_user_flow == "PUSH_MESSAGE"
+            and bool(self.vipps_phone)
+        )
+
     def _get_specific_rendering_values(self, processing_values):
         """Override of `payment` to create the "Pay with Vipps" payment now.
 
@@ -233,7 +274,8 @@ class PaymentTransaction(models.Model):
             return self._vipps_major((aggregate.get(key) or {}).get("value") or 0)
 
         values = {"vipps_last_sync": fields.Datetime.now()}
-        if state:
+        if state and state != self.vipps_state:
+            # Only on a change: the invoices' Vipps status is recomputed from it.
             values["vipps_state"] = state
         if aggregate:
             values.update(
@@ -323,10 +365,20 @@ class PaymentTransaction(models.Model):
                     state_message=self.env._("The reserved amount was released.")
                 )
             return
-        if self.state in ("draft", "pending"):
-            self._set_authorized()
-        if self.state == "authorized" and not self.provider_id.capture_manually:
+        if self.provider_id.capture_manually:
+            if self.state in ("draft", "pending"):
+                self._set_authorized()
+            return
+        if self.state not in ("draft", "pending", "authorized"):
+            return
+        # Captured at once: the transaction goes straight to done (one state change
+        # and one chatter message, like any provider that confirms a payment).
+        try:
             self._vipps_capture(self.amount - self.vipps_captured_amount)
+        except VippsError:
+            if self.state in ("draft", "pending"):
+                self._set_authorized()
+            raise
 
     def _vipps_capture(self, amount):
         """Capture `amount` at Vipps and apply the result."""

@@ -243,6 +243,47 @@ class TestVippsPaymentRequest(VippsInvoiceCommon):
         self.assertEqual(len(self.vipps_calls("capturePayment")), 1)
         self.assertEqual(len(invoice.transaction_ids.payment_id), 1)
 
+    def test_approval_confirmed_in_one_chatter_message(self):
+        """Sent and paid each leave one line in the chatter, not one per step
+        (plus Odoo's own line for the payment it posts)."""
+        invoice = self.create_invoice()
+        before = invoice.message_ids
+        tx = self._request(invoice)
+        sent = invoice.message_ids - before
+        self.assertEqual(len(sent), 1)
+        self.assertIn(f"{tx.reference} of", sent.body)
+        self.assertIn("sent to 47******67", sent.body)
+        self.emulator.approve(tx.reference)
+        tx._vipps_sync()
+        bodies = (invoice.message_ids - before - sent).mapped("body")
+        self.assertEqual(tx.state, "done")
+        self.assertEqual(len([b for b in bodies if "confirmed" in b]), 1, bodies)
+        self.assertEqual(len([b for b in bodies if tx.reference in b]), 2, bodies)
+        self.assertFalse([b for b in bodies if "authorized" in b], bodies)
+
+    def test_failed_capture_retried_by_poll(self):
+        """Vipps down at capture time: the approval is kept and the poll captures it
+        later, once."""
+        invoice = self.create_invoice()
+        tx = self._request(invoice)
+        self.emulator.approve(tx.reference)
+        self.emulator.inject_fault(
+            "capturePayment", count=const.MAX_ATTEMPTS, status=503
+        )
+        tx.vipps_last_sync = fields.Datetime.now() - timedelta(hours=1)
+        poll = self.env.ref("payment_vipps.cron_poll_payments")
+        with self.fast_retries():
+            poll.method_direct_trigger()
+        self.assertNotIn(invoice.payment_state, ("paid", "in_payment"))
+        self.assertEqual(self.emulator.payment(tx.reference).captured, 0)
+        tx.vipps_last_sync = fields.Datetime.now() - timedelta(hours=1)
+        poll.method_direct_trigger()
+        self.assertEqual(invoice.vipps_state, "paid")
+        self.assertEqual(len(tx.payment_id), 1)
+        self.assertEqual(
+            self.emulator.payment(tx.reference).captured, tx._vipps_minor(tx.amount)
+        )
+
     def test_manual_capture_keeps_payment_authorized(self):
         """With manual capture, approval only authorizes; capture is a button."""
         self.vipps.capture_manually = True
