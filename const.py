@@ -98,5 +98,11 @@ WEBHOOK_EVENTS = (
 
 # The poll re-reads an open request at most this often (webhooks normally come first).
 POLL_MIN_AGE_MINUTES = 10
+
+# The request wizard sends up to this many invoices at once; more are queued for the
+# job that sends them in committed batches (no long request, nothing sent twice).
+BULK_QUEUE_THRESHOLD = 20
+# Invoices per committed batch of that job.
+SEND_BATCH_SIZE = 50
 PAY_ROUTE = "/payment/vipps/pay"
 CONSENT_WITHDRAW_ROUTE = "/payment/vipps/consent/withdraw"

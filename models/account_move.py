@@ -42,7 +42,14 @@ class AccountMove(models.Model):
         copy=False,
         index=True,
         readonly=True,
-        help="Posted with automatic Vipps requests on: sent shortly by a job.",
+        help="Sent shortly by a job: posted with automatic Vipps requests on, or "
+        "part of a large request from the list of invoices.",
+    )
+    vipps_queued_request = fields.Json(
+        copy=False,
+        readonly=True,
+        help="What the request wizard asked for a queued request: phone, amount, "
+        "expiry and the user who asked.",
     )
     vipps_expires_at = fields.Datetime(
         string="Vipps Request Expires",
@@ -124,18 +131,25 @@ class AccountMove(models.Model):
         return providers.company_id
 
     @api.model
-    def _cron_vipps_send_auto_requests(self, batch_size=50):
-        """Send the queued automatic requests, a committed batch at a time.
+    def _cron_vipps_send_auto_requests(self, batch_size=const.SEND_BATCH_SIZE):
+        """Send the queued requests (automatic or from the wizard), a committed
+        batch at a time.
 
         Each invoice leaves the queue in the transaction that sends its request, so
         a batch interrupted half-way resumes without sending anything twice (the
-        Vipps reference and Idempotency-Key of a request that was sent but not
-        committed are the same on the next run).
+        Vipps reference of a request that was sent but not committed is the same on
+        the next run, and Vipps's payment is adopted instead of created again).
         """
-        invoices = self.search([("vipps_auto_pending", "=", True)], limit=batch_size)
+        invoices = self.search(
+            [("vipps_auto_pending", "=", True)], limit=batch_size, order="id"
+        )
         for invoice in invoices:
-            invoice.vipps_auto_pending = False
-            invoice._vipps_send_auto_request()
+            queued = invoice.vipps_queued_request
+            invoice.write({"vipps_auto_pending": False, "vipps_queued_request": False})
+            if queued:
+                invoice._vipps_send_queued_request(queued)
+            else:
+                invoice._vipps_send_auto_request()
         remaining = self.search_count([("vipps_auto_pending", "=", True)])
         self.env["ir.cron"]._notify_progress(done=len(invoices), remaining=remaining)
 
@@ -194,6 +208,48 @@ class AccountMove(models.Model):
             self.message_post(
                 body=self.env._(
                     "The automatic Vipps MobilePay payment request was not sent: %s",
+                    error.args[0],
+                )
+            )
+
+    def _vipps_queue_requests(self, requests):
+        """Queue checked requests for the sending job (large batches).
+
+        :param list requests: dicts with invoice, phone, amount, expires_at
+        """
+        for request in requests:
+            expires_at = request.get("expires_at")
+            request["invoice"].write(
+                {
+                    "vipps_auto_pending": True,
+                    "vipps_queued_request": {
+                        "phone": request.get("phone"),
+                        "amount": request.get("amount"),
+                        "expires_at": expires_at
+                        and fields.Datetime.to_string(expires_at),
+                        "uid": self.env.uid,
+                    },
+                }
+            )
+        self.env.ref("payment_vipps.cron_send_auto_requests").sudo()._trigger()
+
+    def _vipps_send_queued_request(self, queued):
+        """Send a request queued by the wizard, as the user who asked for it."""
+        self.ensure_one()
+        if self._vipps_open_transactions():
+            return  # requested again meanwhile, by hand
+        user = self.env["res.users"].browse(queued.get("uid")).exists()
+        invoice = self.with_user(user) if user else self
+        try:
+            invoice.vipps_request_payment(
+                phone=queued.get("phone"),
+                amount=queued.get("amount"),
+                expires_at=fields.Datetime.to_datetime(queued.get("expires_at")),
+            )
+        except (UserError, ValidationError) as error:
+            self.message_post(
+                body=self.env._(
+                    "The queued Vipps MobilePay payment request was not sent: %s",
                     error.args[0],
                 )
             )

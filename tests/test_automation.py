@@ -1,4 +1,7 @@
-from odoo.tests import tagged
+from unittest.mock import patch
+
+from odoo.exceptions import UserError
+from odoo.tests import new_test_user, tagged
 
 from .. import const
 from .common import VippsInvoiceCommon
@@ -98,6 +101,90 @@ class TestVippsAutomation(VippsInvoiceCommon):
         self.assertEqual(len(self.emulator.payments), 1, msg="Not sent twice.")
         self.assertIs(self.emulator.payment(reference), payment)
         self.assertEqual(tx.state, "pending")
+
+    # === LARGE REQUESTS FROM THE LIST === #
+
+    def _wizard(self, invoices):
+        return (
+            self.env["payment.vipps.request.wizard"]
+            .with_context(active_model="account.move", active_ids=invoices.ids)
+            .create({})
+        )
+
+    def test_large_wizard_request_queued_as_asked(self):
+        """Above the threshold the wizard queues; the job sends what was asked,
+        as the user who asked."""
+        accountant = new_test_user(
+            self.env, "vipps_accountant", groups="account.group_account_invoice"
+        )
+        invoices = self.create_invoice(partner=self.opted_in)
+        invoices |= self.create_invoice(partner=self.by_email)
+        wizard = self._wizard(invoices).with_user(accountant)
+        wizard.line_ids[0].write({"phone": "+47 912 34 500", "amount": 300.0})
+        with patch.object(const, "BULK_QUEUE_THRESHOLD", 1):
+            action = wizard.action_send()
+        self.assertEqual(action["params"]["type"], "info")
+        self.assertIn("2 payment requests", action["params"]["message"])
+        self.assertFalse(invoices.transaction_ids, msg="Nothing sent yet.")
+        self.assertEqual(len(invoices.filtered("vipps_auto_pending")), 2)
+        self._run_queue()
+        self.assertFalse(invoices.filtered("vipps_auto_pending"))
+        tx = invoices[0].transaction_ids
+        self.assertEqual((tx.amount, tx.vipps_phone), (300.0, "4791234500"))
+        self.assertEqual(tx.vipps_state, "CREATED")
+        sent_note = invoices[0].message_ids.filtered(lambda m: "sent to" in m.body)
+        self.assertEqual(sent_note.author_id, accountant.partner_id)
+        # No number on the second line: the customer was e-mailed the pay link.
+        self.assertFalse(invoices[1].transaction_ids)
+        self.assertTrue(
+            invoices[1].message_ids.filtered(lambda m: m.partner_ids == self.by_email)
+        )
+
+    def test_large_wizard_request_checked_before_queueing(self):
+        """A problem on any line queues nothing and names the invoice."""
+        invoices = self.create_invoice(partner=self.opted_in)
+        invoices |= self.create_invoice(partner=self.opted_in)
+        wizard = self._wizard(invoices)
+        wizard.line_ids[1].amount = 99999.0
+        with (
+            patch.object(const, "BULK_QUEUE_THRESHOLD", 1),
+            self.assertRaisesRegex(UserError, invoices[1].name),
+        ):
+            wizard.action_send()
+        self.assertFalse(invoices.filtered("vipps_auto_pending"))
+
+    def test_interrupted_queue_batch_resumes_without_sending_twice(self):
+        """The job dies after sending two requests, before committing: the next run
+        sends all three, and Vipps got each request once."""
+        invoices = self.env["account.move"]
+        for __ in range(3):
+            invoices |= self.create_invoice(partner=self.opted_in)
+        with patch.object(const, "BULK_QUEUE_THRESHOLD", 1):
+            self._wizard(invoices).action_send()
+        model = type(self.env["account.move"])
+        send = model._vipps_send_queued_request
+        sent = []
+
+        def send_then_crash(invoice, queued):
+            send(invoice, queued)
+            sent.append(invoice)
+            if len(sent) == 2:
+                raise KeyboardInterrupt("worker killed")
+
+        with (
+            patch.object(model, "_vipps_send_queued_request", send_then_crash),
+            self.assertRaises(KeyboardInterrupt),
+            self.env.cr.savepoint(),
+        ):
+            self.env["account.move"]._cron_vipps_send_auto_requests()
+        self.env.invalidate_all()
+        self.assertEqual(len(self.emulator.payments), 2)
+        self.assertEqual(len(invoices.filtered("vipps_auto_pending")), 3)
+        self.assertFalse(invoices.transaction_ids, msg="Odoo forgot the batch.")
+        self._run_queue()
+        self.assertEqual(len(self.emulator.payments), 3, msg="None sent twice.")
+        self.assertEqual(set(invoices.mapped("vipps_state")), {"pending"})
+        self.assertEqual(len(self.vipps_calls("createPayment")), 5)
 
     # === SERVER ACTION AND SEND & PRINT === #
 

@@ -1,7 +1,7 @@
 from odoo import Command, api, fields, models
 from odoo.exceptions import UserError
 
-from .. import utils
+from .. import const, utils
 
 
 class PaymentVippsRequestWizard(models.TransientModel):
@@ -46,17 +46,28 @@ class PaymentVippsRequestWizard(models.TransientModel):
         """Send the requests; report what was not sent."""
         self.ensure_one()
         invoices = self.line_ids.invoice_id
-        requests = invoices._vipps_prepare_requests(
-            [
-                {
-                    "invoice": line.invoice_id,
-                    "phone": line.phone or "",
-                    "amount": line.amount,
-                    "expires_at": line.expires_at,
-                }
-                for line in self.line_ids
-            ]
-        )
+        wishes = [
+            {
+                "invoice": line.invoice_id,
+                "phone": line.phone or "",
+                "amount": line.amount,
+                "expires_at": line.expires_at,
+            }
+            for line in self.line_ids
+        ]
+        # Every request is checked now: a problem anywhere sends and queues nothing.
+        requests = invoices._vipps_prepare_requests(wishes)
+        if len(requests) > const.BULK_QUEUE_THRESHOLD:
+            invoices._vipps_queue_requests(wishes)
+            return self._notify(
+                "info",
+                self.env._(
+                    "%s payment requests are being sent to the Vipps MobilePay app "
+                    "in the background. Each invoice's chatter shows when its "
+                    "request is sent, or why it was not.",
+                    len(wishes),
+                ),
+            )
         transactions = invoices._vipps_send_requests(requests)
         failed = invoices - transactions.invoice_ids
         if not failed:
@@ -73,13 +84,16 @@ class PaymentVippsRequestWizard(models.TransientModel):
                 failed=", ".join(failed.mapped("name")),
             )
             kind = "warning"
+        return self._notify(kind, message, sticky=bool(failed))
+
+    def _notify(self, kind, message, sticky=False):
         return {
             "type": "ir.actions.client",
             "tag": "display_notification",
             "params": {
                 "type": kind,
                 "message": message,
-                "sticky": bool(failed),
+                "sticky": sticky,
                 "next": {"type": "ir.actions.act_window_close"},
             },
         }
