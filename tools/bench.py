@@ -1,16 +1,32 @@
 """Benchmarks of `tools/dev.py bench`: what one invoice request costs.
 
 Run by dev.py inside Odoo as ``load(env, params)`` on a database of its own, against
-an in-process Vipps emulator. Figures are counts (API calls, SQL queries), which are
-stable on a noisy machine, plus wall time and peak Python memory for information.
-Prints a table and writes a JSON file.
+an in-process Vipps emulator. The figures that matter are counts (API calls, SQL
+queries), which are stable on a noisy machine; wall times, invoices per second and
+memory are printed for information. Writes a JSON file; dev.py prints the table.
+
+Phases:
+- counts: push requests sent, approved and followed to reconciled invoices at each
+  batch size, next to Odoo's own payment_demo doing the same post-processing; and
+  the "Pay with Vipps" link flow. Rolled back.
+- profile: the same lifecycle for the largest batch under cProfile: where the time
+  goes, ours and Odoo's. Rolled back.
+- bulk: 1,000 posted invoices through the wizard and through the automation (posting
+  with automatic requests on), sent by the job in committed batches, one batch
+  killed half-way and resumed. Committed (the database is the benchmark's own).
 """
 
+import cProfile
+import io
 import json
+import os
+import pstats
+import resource
 import sys
+import threading
 import time
-import tracemalloc
 from pathlib import Path
+from unittest.mock import patch
 
 from odoo import Command, fields
 
@@ -23,6 +39,35 @@ import demo_data  # noqa: E402
 # follow it to the end. The token is amortised over the whole batch.
 FLOOR_SEND = {"putCategory": 1, "createPayment": 1}
 FLOOR_PROCESS = {"getPayment": 1, "capturePayment": 1}
+FLOOR_LINK = {**FLOOR_SEND, **FLOOR_PROCESS, "getUserinfo": 1}
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+def rss_mib():
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * PAGE_SIZE / 2**20
+
+
+class RssSampler(threading.Thread):
+    """The highest resident memory seen while a phase runs (sampled every 20 ms)."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.peak = rss_mib()
+        self.running = True
+
+    def run(self):
+        while self.running:
+            self.peak = max(self.peak, rss_mib())
+            time.sleep(0.02)
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.running = False
+        self.join()
 
 
 class Counter:
@@ -32,36 +77,53 @@ class Counter:
         self.env, self.emulator = env, emulator
 
     def __enter__(self):
-        self.env.flush_all()
+        self._settle()
         self.queries = self.env.cr.sql_log_count
         self.calls = len(self.emulator.requests)
         self.started = time.perf_counter()
-        tracemalloc.start()
         return self
 
     def __exit__(self, *exc):
-        self.env.flush_all()
+        self._settle()
         self.seconds = time.perf_counter() - self.started
-        self.peak_mib = tracemalloc.get_traced_memory()[1] / 2**20
-        tracemalloc.stop()
         self.query_count = self.env.cr.sql_log_count - self.queries
         operations = {}
         for call in self.emulator.requests[self.calls :]:
             operations[call["operation"]] = operations.get(call["operation"], 0) + 1
         self.operations = operations
 
+    def _settle(self):
+        """Write what is pending, and the chatter's tracking (done before commit):
+        each phase pays for its own work, not for the set-up's."""
+        self.env.flush_all()
+        self.env.cr.precommit.run()
+        self.env.flush_all()
 
-def _customers_and_invoices(env, count, product, prefix):
+
+def _customers(env, count, prefix, consent=False):
     partners = env["res.partner"].create(
         [
             {
                 "name": f"{prefix} customer {index}",
                 "mobile": f"+47 4{1000001 + index:07d}",
+                "email": f"{prefix.lower()}{index}@example.com",
                 "country_id": env.ref("base.no").id,
             }
             for index in range(count)
         ]
     )
+    if consent:
+        for index, partner in enumerate(partners):
+            partner.write(
+                {
+                    "vipps_phone": f"474{1000001 + index:07d}",
+                    "vipps_consent_date": fields.Datetime.now(),
+                }
+            )
+    return partners
+
+
+def _invoices(env, partners, product, post=True):
     invoices = env["account.move"].create(
         [
             {
@@ -75,8 +137,13 @@ def _customers_and_invoices(env, count, product, prefix):
             for partner in partners
         ]
     )
-    invoices.action_post()
+    if post:
+        invoices.action_post()
     return invoices
+
+
+def _customers_and_invoices(env, count, product, prefix):
+    return _invoices(env, _customers(env, count, prefix), product)
 
 
 def _per_invoice(counter, count, floor=None):
@@ -93,44 +160,48 @@ def _per_invoice(counter, count, floor=None):
         "api_calls": calls,
         "unneeded_calls": extra,
         "seconds": round(counter.seconds, 2),
+        "ms_per_invoice": round(counter.seconds * 1000 / count, 1),
         "invoices_per_second": round(count / counter.seconds, 1),
-        "peak_python_mib": round(counter.peak_mib, 1),
     }
 
 
-def _bench_vipps(env, emulator, sizes, product):
-    results = {}
-    for size in sizes:
-        invoices = _customers_and_invoices(env, size, product, f"V{size}")
-        with Counter(env, emulator) as send:
-            transactions = invoices.vipps_request_payment()
-        for tx in transactions:
-            emulator.approve(tx.reference)
-        with Counter(env, emulator) as process:
-            transactions._vipps_sync()
-        paid = sum(inv.payment_state in ("paid", "in_payment") for inv in invoices)
-        results[size] = {
-            "send": _per_invoice(send, size, FLOOR_SEND),
-            "process": _per_invoice(process, size, FLOOR_PROCESS),
-            "paid": paid,
-        }
-    return results
+def _paid(invoices):
+    return sum(inv.payment_state in ("paid", "in_payment") for inv in invoices)
 
 
-def _bench_demo(env, sizes, product):
-    """Odoo's own payment_demo: a done transaction, post-processed and reconciled."""
+# === COUNTS === #
+
+
+def _vipps_lifecycle(env, emulator, size, product, prefix="V"):
+    invoices = _customers_and_invoices(env, size, product, f"{prefix}{size}")
+    with Counter(env, emulator) as send:
+        transactions = invoices.vipps_request_payment()
+    for tx in transactions:
+        emulator.approve(tx.reference)
+    with Counter(env, emulator) as process:
+        transactions._vipps_sync()
+    return {
+        "send": _per_invoice(send, size, FLOOR_SEND),
+        "process": _per_invoice(process, size, FLOOR_PROCESS),
+        "paid": _paid(invoices),
+    }
+
+
+def _demo_lifecycle(env, size, product, prefix="D"):
+    """Odoo's own payment_demo: a transaction done, post-processed and reconciled."""
     provider = env.ref("payment.payment_provider_demo")
-    provider.write({"state": "test", "company_id": env.company.id})
     method = env.ref("payment_demo.payment_method_demo")
-    results = {}
-    for size in sizes:
-        invoices = _customers_and_invoices(env, size, product, f"D{size}")
-        transactions = env["payment.transaction"].create(
+    invoices = _customers_and_invoices(env, size, product, f"{prefix}{size}")
+    tx_model = env["payment.transaction"]
+    with Counter(env, _NoEmulator()) as create:
+        transactions = tx_model.create(
             [
                 {
                     "provider_id": provider.id,
                     "payment_method_id": method.id,
-                    "reference": f"DEMO-{size}-{invoice.id}",
+                    "reference": tx_model._compute_reference(
+                        "demo", invoice_ids=[Command.set(invoice.ids)]
+                    ),
                     "amount": invoice.amount_residual,
                     "currency_id": invoice.currency_id.id,
                     "partner_id": invoice.partner_id.id,
@@ -140,15 +211,289 @@ def _bench_demo(env, sizes, product):
                 for invoice in invoices
             ]
         )
-        with Counter(env, _NoEmulator()) as process:
-            for tx in transactions:
-                tx._process_notification_data(
-                    {"reference": tx.reference, "simulated_state": "done"}
-                )
-                tx._post_process()
-        paid = sum(inv.payment_state in ("paid", "in_payment") for inv in invoices)
-        results[size] = {"process": _per_invoice(process, size), "paid": paid}
+    with Counter(env, _NoEmulator()) as process:
+        for tx in transactions:
+            tx._process_notification_data(
+                {"reference": tx.reference, "simulated_state": "done"}
+            )
+            tx._post_process()
+    return {
+        "create": _per_invoice(create, size),
+        "process": _per_invoice(process, size),
+        "paid": _paid(invoices),
+    }
+
+
+def _link_lifecycle(env, emulator, size, product):
+    """The customer clicks "Pay with Vipps", shares the number and approves."""
+    invoices = _customers_and_invoices(env, size, product, f"L{size}")
+    with Counter(env, emulator) as counter:
+        for index, invoice in enumerate(invoices):
+            tx, __ = invoice._vipps_create_link_payment(share_phone=True)
+            emulator.approve(tx.reference, phone=f"4792{index:05d}1")
+            tx._vipps_sync()
+    learned = sum(bool(partner.vipps_phone) for partner in invoices.partner_id)
+    return {
+        **_per_invoice(counter, size, FLOOR_LINK),
+        "paid": _paid(invoices),
+        "phones_learned": learned,
+    }
+
+
+def _ratio(ours, theirs):
+    return round(ours / theirs, 2) if theirs else None
+
+
+def _bench_counts(env, emulator, sizes, product):
+    provider = env.ref("payment.payment_provider_demo")
+    provider.write({"state": "test", "company_id": env.company.id})
+    # Warm both paths up (Odoo's caches), so batch 1 compares like with like.
+    _vipps_lifecycle(env, emulator, 1, product, prefix="WV")
+    _demo_lifecycle(env, 1, product, prefix="WD")
+    report = {"vipps": {}, "payment_demo": {}, "ratios": {}}
+    for size in sizes:
+        ours = report["vipps"][size] = _vipps_lifecycle(env, emulator, size, product)
+        demo = report["payment_demo"][size] = _demo_lifecycle(env, size, product)
+
+        def total(result, phases, key):
+            return sum(result[phase][key] for phase in phases)
+
+        report["ratios"][size] = {
+            "process_queries": _ratio(
+                ours["process"]["queries_per_invoice"],
+                demo["process"]["queries_per_invoice"],
+            ),
+            "lifecycle_queries": _ratio(
+                total(ours, ("send", "process"), "queries_per_invoice"),
+                total(demo, ("create", "process"), "queries_per_invoice"),
+            ),
+            "lifecycle_time": _ratio(
+                total(ours, ("send", "process"), "seconds"),
+                total(demo, ("create", "process"), "seconds"),
+            ),
+        }
+    report["link"] = _link_lifecycle(env, emulator, 10, product)
+    return report
+
+
+# === PROFILE === #
+
+
+def _bench_profile(env, emulator, size, product, output):
+    """cProfile of one lifecycle (send, approve, process) of `size` invoices."""
+    invoices = _customers_and_invoices(env, size, product, f"P{size}")
+    profiler = cProfile.Profile()
+    started = time.perf_counter()
+    profiler.enable()
+    transactions = invoices.vipps_request_payment()
+    for tx in transactions:
+        emulator.approve(tx.reference)
+    transactions._vipps_sync()
+    env.flush_all()
+    profiler.disable()
+    seconds = time.perf_counter() - started
+    profiler.dump_stats(output)
+    stats = pstats.Stats(profiler)
+    total = sum(row[2] for row in stats.stats.values())  # own time of every function
+
+    def cumulative(function, path=""):
+        """Time spent in and under a function (the outermost of its overrides)."""
+        return max(
+            (
+                row[3]
+                for (filename, __, name), row in stats.stats.items()
+                if name == function and path in filename
+            ),
+            default=0.0,
+        )
+
+    own = {}  # own time by area: who does the work at the bottom of the stack
+    for (filename, __, function), row in stats.stats.items():
+        if "psycopg2" in function or "psycopg2" in filename:
+            key = "PostgreSQL"
+        elif "socket" in function or "ssl" in function or "urllib3" in filename:
+            key = "network (HTTP to the emulator)"
+        elif "/addons/payment_vipps/" in filename and "/odoo-" not in filename:
+            key = "payment_vipps code"
+        elif "/odoo/" in filename:
+            key = "Odoo (ORM, accounting, mail, payment)"
+        else:
+            key = "Python and libraries"
+        own[key] = own.get(key, 0) + row[2]
+    steps = {
+        "Vipps API calls (HTTP, emulator included)": cumulative("_vipps_make_request"),
+        "send: our request code": cumulative("_vipps_send_request_now"),
+        "process: _vipps_sync": cumulative("_vipps_sync"),
+        "Odoo _post_process (payment + reconcile)": cumulative("_post_process"),
+        "Odoo _create_payment": cumulative("_create_payment"),
+        "Odoo reconcile": cumulative("reconcile", "/account/"),
+        "chatter (message_post, _message_log)": cumulative("message_post")
+        + cumulative("_message_log_batch"),
+        "flush to PostgreSQL": cumulative("flush_all"),
+    }
+    buffer = io.StringIO()
+    pstats.Stats(profiler, stream=buffer).sort_stats("cumulative").print_stats(25)
+    top = [
+        line.strip()
+        for line in buffer.getvalue().splitlines()
+        if line.strip() and line.strip()[0].isdigit()
+    ]
+    return {
+        "invoices": size,
+        "seconds_profiled": round(seconds, 1),
+        "paid": _paid(invoices),
+        "share_of_time_own": {
+            key: round(value / total, 3)
+            for key, value in sorted(own.items(), key=lambda item: -item[1])
+        },
+        "share_of_time_in_steps": {
+            key: round(value / total, 3) for key, value in steps.items()
+        },
+        "top_cumulative": top[:25],
+        "stats_file": output,
+    }
+
+
+# === BULK === #
+
+
+def _run_killed_batch(env, crash_after):
+    """Run one batch of the sending job and kill it after `crash_after` sends,
+    before it commits (as when the worker dies): everything Odoo did is lost."""
+    model = type(env["account.move"])
+    auto, queued = model._vipps_send_auto_request, model._vipps_send_queued_request
+    sent = []
+
+    def then_maybe_die(invoice, original, *args):
+        original(invoice, *args)
+        sent.append(invoice.id)
+        if len(sent) == crash_after:
+            raise KeyboardInterrupt("the worker was killed")
+
+    with (
+        patch.object(
+            model,
+            "_vipps_send_auto_request",
+            lambda invoice: then_maybe_die(invoice, auto),
+        ),
+        patch.object(
+            model,
+            "_vipps_send_queued_request",
+            lambda invoice, values: then_maybe_die(invoice, queued, values),
+        ),
+    ):
+        try:
+            env["account.move"]._cron_vipps_send_auto_requests()
+        except KeyboardInterrupt:
+            env.cr.rollback()
+            env.invalidate_all()
+            return True
+    return False
+
+
+def _run_send_job(env, crash_after=None):
+    """Run the sending job as Odoo's cron does: batch, commit, next batch.
+
+    :param int crash_after: kill the second batch after this many sends, then go on
+    """
+    account_move = env["account.move"]
+    batches, crashed = [], False
+    while account_move.search_count([("vipps_auto_pending", "=", True)]):
+        if crash_after and len(batches) == 1 and not crashed:
+            crashed = _run_killed_batch(env, crash_after)
+            continue
+        started, queries = time.perf_counter(), env.cr.sql_log_count
+        account_move._cron_vipps_send_auto_requests()
+        env.cr.commit()  # pylint: disable=invalid-commit - as the cron runner does
+        env.invalidate_all()
+        batches.append(
+            {
+                "seconds": time.perf_counter() - started,
+                "queries": env.cr.sql_log_count - queries,
+                "rss_mib": rss_mib(),
+            }
+        )
+    return batches, crashed
+
+
+def _bulk_result(env, emulator, invoices, batches, crashed, started, sampler):
+    seconds = time.perf_counter() - started
+    references = set(invoices.transaction_ids.mapped("reference"))
+    created = [
+        call
+        for call in emulator.requests
+        if call["operation"] == "createPayment" and call["reference"] in references
+    ]
+    at_vipps = [p for p in emulator.store.all_payments() if p.reference in references]
+    pushes = {}
+    for payment in at_vipps:
+        pushes[payment.reference] = pushes.get(payment.reference, 0) + 1
+    rss = [batch["rss_mib"] for batch in batches]
+    half = len(rss) // 2
+    return {
+        "invoices": len(invoices),
+        "requests_sent": len(references),
+        "seconds": round(seconds, 1),
+        "invoices_per_second": round(len(invoices) / seconds, 1),
+        "job_invoices_per_second": round(
+            len(invoices) / sum(batch["seconds"] for batch in batches), 1
+        ),
+        "batches": len(batches),
+        "queries_per_invoice": round(
+            sum(batch["queries"] for batch in batches) / len(invoices), 1
+        ),
+        "peak_rss_mib": round(sampler.peak, 1),
+        "rss_first_half_max_mib": round(max(rss[:half] or rss), 1),
+        "rss_second_half_max_mib": round(max(rss[half:]), 1),
+        "batch_killed_and_resumed": crashed,
+        "create_calls": len(created),
+        "payments_at_vipps": len(at_vipps),
+        "sent_twice": sum(count > 1 for count in pushes.values())
+        + max(0, len(at_vipps) - len(references)),
+    }
+
+
+def _bench_bulk(env, emulator, count, product):
+    provider = env.ref("payment_vipps.payment_provider_vipps")
+    results = {}
+    # The wizard: select the invoices, Request via Vipps, Send.
+    invoices = _invoices(env, _customers(env, count, "W"), product)
+    env.cr.commit()  # pylint: disable=invalid-commit - a benchmark's own data
+    with RssSampler() as sampler:
+        started = time.perf_counter()
+        wizard = (
+            env["payment.vipps.request.wizard"]
+            .with_context(active_model="account.move", active_ids=invoices.ids)
+            .create({})
+        )
+        wizard.action_send()
+        env.cr.commit()  # pylint: disable=invalid-commit - the end of the request
+        queued_in = time.perf_counter() - started
+        batches, crashed = _run_send_job(env, crash_after=25)
+    results["wizard"] = _bulk_result(
+        env, emulator, invoices, batches, crashed, started, sampler
+    )
+    results["wizard"]["wizard_seconds"] = round(queued_in, 1)
+    # The automation: requests sent on posting, to customers who opted in.
+    provider.write({"vipps_auto_request": True, "vipps_auto_push": True})
+    invoices = _invoices(env, _customers(env, count, "A", consent=True), product, False)
+    env.cr.commit()  # pylint: disable=invalid-commit - a benchmark's own data
+    with RssSampler() as sampler:
+        started = time.perf_counter()
+        invoices.action_post()
+        env.cr.commit()  # pylint: disable=invalid-commit - the end of the request
+        posted_in = time.perf_counter() - started
+        batches, crashed = _run_send_job(env, crash_after=25)
+    results["automation"] = _bulk_result(
+        env, emulator, invoices, batches, crashed, started, sampler
+    )
+    results["automation"]["posting_seconds"] = round(posted_in, 1)
+    provider.write({"vipps_auto_request": False})
+    env.cr.commit()  # pylint: disable=invalid-commit - a benchmark's own data
     return results
+
+
+# === ENTRY POINTS === #
 
 
 class _NoEmulator:
@@ -158,7 +503,16 @@ class _NoEmulator:
 def load(env, params):
     if params.get("mode") == "burst_setup":
         return _burst_setup(env, params)
-    return _bench_counts(env, params)
+    return _bench(env, params)
+
+
+def _setup(env, emulator_url):
+    company = demo_data._setup_company(env)
+    tax = demo_data._sales_tax(env, company)
+    demo_data._setup_provider(env, company, {"emulator_url": emulator_url})
+    return env["product.product"].create(
+        {"name": "Service", "list_price": 1000.0, "taxes_id": [Command.set(tax.ids)]}
+    )
 
 
 def _burst_setup(env, params):
@@ -166,12 +520,7 @@ def _burst_setup(env, params):
     and the Odoo server that will receive the webhooks."""
     env["ir.config_parameter"].set_param("web.base.url", params["base_url"])
     env["ir.config_parameter"].set_param("web.base.url.freeze", "True")
-    company = demo_data._setup_company(env)
-    tax = demo_data._sales_tax(env, company)
-    demo_data._setup_provider(env, company, {"emulator_url": params["emulator_url"]})
-    product = env["product.product"].create(
-        {"name": "Service", "list_price": 1000.0, "taxes_id": [Command.set(tax.ids)]}
-    )
+    product = _setup(env, params["emulator_url"])
     invoices = _customers_and_invoices(env, int(params["count"]), product, "B")
     for start in range(0, len(invoices), 100):
         invoices[start : start + 100].vipps_request_payment()
@@ -179,60 +528,31 @@ def _burst_setup(env, params):
     invoices[:1]._portal_ensure_token()
 
 
-def _bench_counts(env, params):
+def _bench(env, params):
     from odoo.addons.payment_vipps.vipps_emulator import Emulator
 
     sizes = [int(size) for size in params["sizes"]]
     emulator = Emulator(port=0, webhook_retry_delays=()).start()
+    report = {"sizes": sizes}
     try:
         env["ir.config_parameter"].set_param("web.base.url", "http://127.0.0.1:9")
-        company = demo_data._setup_company(env)
-        tax = demo_data._sales_tax(env, company)
-        demo_data._setup_provider(env, company, {"emulator_url": emulator.url})
-        product = env["product.product"].create(
-            {
-                "name": "Service",
-                "list_price": 1000.0,
-                "taxes_id": [Command.set(tax.ids)],
-            }
+        product = _setup(env, emulator.url)
+        env.cr.commit()  # pylint: disable=invalid-commit - a benchmark's own set-up
+        report.update(_bench_counts(env, emulator, sizes, product))
+        # Rolled back: invoice numbers, hence Vipps references, start over.
+        env.cr.rollback()
+        emulator.reset(keep_webhooks=True)
+        if params.get("profile"):
+            report["profile"] = _bench_profile(
+                env, emulator, max(sizes), product, params["profile"]
+            )
+            env.cr.rollback()
+            emulator.reset(keep_webhooks=True)
+        if params.get("bulk"):
+            report["bulk"] = _bench_bulk(env, emulator, int(params["bulk"]), product)
+        report["max_rss_mib"] = round(
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
         )
-        vipps = _bench_vipps(env, emulator, sizes, product)
-        demo = _bench_demo(env, sizes, product)
     finally:
         emulator.stop()
-    report = {"sizes": sizes, "vipps": vipps, "payment_demo": demo}
-    for size in sizes:
-        ours = vipps[size]["process"]["queries_per_invoice"]
-        theirs = demo[size]["process"]["queries_per_invoice"]
-        report.setdefault("ratios", {})[size] = (
-            round(ours / theirs, 2) if theirs else None
-        )
     Path(params["output"]).write_text(json.dumps(report, indent=2, default=str))
-    _print(report)
-    env.cr.rollback()  # benchmarks leave nothing behind
-
-
-def _print(report):
-    lines = [
-        "",
-        "batch | send q/inv | send calls/inv | process q/inv | calls/inv | "
-        "demo q/inv | ours/demo | inv/s send | peak MiB | paid",
-    ]
-    for size in report["sizes"]:
-        vipps, demo = report["vipps"][size], report["payment_demo"][size]
-        lines.append(
-            f"{size:5} | {vipps['send']['queries_per_invoice']:9} | "
-            f"{vipps['send']['api_calls_per_invoice']:14} | "
-            f"{vipps['process']['queries_per_invoice']:13} | "
-            f"{vipps['process']['api_calls_per_invoice']:9} | "
-            f"{demo['process']['queries_per_invoice']:10} | "
-            f"{report['ratios'][size]!s:9} | "
-            f"{vipps['send']['invoices_per_second']:10} | "
-            f"{vipps['send']['peak_python_mib']:8} | {vipps['paid']}/{size}"
-        )
-    for size in report["sizes"]:
-        for phase in ("send", "process"):
-            extra = report["vipps"][size][phase]["unneeded_calls"]
-            if extra:
-                lines.append(f"unneeded API calls, batch {size}, {phase}: {extra}")
-    print("\n".join(lines), flush=True)

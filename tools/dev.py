@@ -452,18 +452,181 @@ def cmd_bench(odoo_src, args):
     database.copy(template, name)
     odoo(config, "-d", name, "-i", f"{MODULE},payment_demo", "--stop-after-init")
     output = Path(args.output).resolve()
+    started = time.monotonic()
     run_in_odoo(
         config,
         name,
         TOOLS / "bench.py",
         sizes=args.sizes.split(","),
         output=str(output),
+        bulk=args.bulk,
+        profile=str(output.with_suffix(".prof")) if args.profile else "",
     )
+    report = json.loads(output.read_text())
     if args.burst:
-        report = json.loads(output.read_text())
         report["webhook_burst"] = bench_burst(odoo_src, database, args.burst)
-        output.write_text(json.dumps(report, indent=2))
+    report["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
+    report["minutes"] = round((time.monotonic() - started) / 60, 1)
+    output.write_text(json.dumps(report, indent=2))
+    print_bench(report)
     say(f"Figures written to {output}")
+
+
+def print_bench(report):
+    """The benchmark's figures as tables (the JSON file has them all)."""
+
+    def table(title, header, rows):
+        widths = [
+            max(len(str(cell)) for cell in column)
+            for column in zip(header, *rows, strict=False)
+        ]
+        lines = ["", title]
+        for row in (header, ["-" * width for width in widths], *rows):
+            lines.append(
+                " | ".join(
+                    str(cell).rjust(width)
+                    for cell, width in zip(row, widths, strict=False)
+                )
+            )
+        print("\n".join(lines))
+
+    rows = []
+    for size in report["sizes"]:
+        ours = report["vipps"][str(size)]
+        demo = report["payment_demo"][str(size)]
+        ratios = report["ratios"][str(size)]
+        rows.append(
+            [
+                size,
+                ours["send"]["queries_per_invoice"],
+                ours["send"]["api_calls_per_invoice"],
+                ours["process"]["queries_per_invoice"],
+                ours["process"]["api_calls_per_invoice"],
+                demo["create"]["queries_per_invoice"],
+                demo["process"]["queries_per_invoice"],
+                ratios["process_queries"],
+                ratios["lifecycle_queries"],
+                round(
+                    ours["send"]["ms_per_invoice"] + ours["process"]["ms_per_invoice"]
+                ),
+                round(
+                    demo["create"]["ms_per_invoice"] + demo["process"]["ms_per_invoice"]
+                ),
+                ratios["lifecycle_time"],
+                f"{ours['paid']}/{size}",
+            ]
+        )
+    table(
+        "Per invoice: push request sent, approved, captured, reconciled "
+        "(payment_demo: transaction created, done, post-processed, reconciled)",
+        [
+            "batch",
+            "send q",
+            "send calls",
+            "process q",
+            "process calls",
+            "demo create q",
+            "demo process q",
+            "process q ratio",
+            "lifecycle q ratio",
+            "ours ms",
+            "demo ms",
+            "time ratio",
+            "paid",
+        ],
+        rows,
+    )
+    unneeded = [
+        f"batch {size} {phase}: {report['vipps'][str(size)][phase]['unneeded_calls']}"
+        for size in report["sizes"]
+        for phase in ("send", "process")
+        if report["vipps"][str(size)][phase]["unneeded_calls"]
+    ]
+    link = report["link"]
+    if link["unneeded_calls"]:
+        unneeded.append(f"link: {link['unneeded_calls']}")
+    print(f"API calls beyond the floor: {'; '.join(unneeded) or 'none'}")
+    print(
+        f"Pay with Vipps link (phone shared): {link['api_calls_per_invoice']} API calls"
+        f" and {link['queries_per_invoice']} queries per invoice"
+        f" ({link['api_calls']}), {link['paid']} paid, "
+        f"{link['phones_learned']} phone numbers learned"
+    )
+    if report.get("bulk"):
+        rows = [
+            [
+                path,
+                result["invoices"],
+                result["requests_sent"],
+                result["seconds"],
+                result["invoices_per_second"],
+                result["job_invoices_per_second"],
+                result["batches"],
+                result["queries_per_invoice"],
+                result["peak_rss_mib"],
+                f"{result['rss_first_half_max_mib']} / "
+                f"{result['rss_second_half_max_mib']}",
+                "yes" if result["batch_killed_and_resumed"] else "no",
+                result["create_calls"],
+                result["payments_at_vipps"],
+                result["sent_twice"],
+            ]
+            for path, result in report["bulk"].items()
+        ]
+        table(
+            "Bulk requests (s and inv/s from Send or posting to the last request "
+            "sent; the job's own rate without the killed batch)",
+            [
+                "path",
+                "invoices",
+                "sent",
+                "s",
+                "inv/s",
+                "job inv/s",
+                "batches",
+                "q/inv",
+                "peak RSS MiB",
+                "RSS max 1st/2nd half",
+                "batch killed",
+                "create calls",
+                "at Vipps",
+                "sent twice",
+            ],
+            rows,
+        )
+    profile = report.get("profile")
+    if profile:
+        print(
+            f"\nProfile of the {profile['invoices']}-invoice lifecycle "
+            f"({profile['seconds_profiled']} s under cProfile)"
+        )
+        for title, key in (
+            ("Time spent in and under", "share_of_time_in_steps"),
+            ("Own time (where the work is done)", "share_of_time_own"),
+        ):
+            shares = ", ".join(
+                f"{area} {share:.0%}" for area, share in profile[key].items()
+            )
+            print(f"{title}: {shares}")
+        print(f"Top functions by cumulative time in {profile['stats_file']}")
+    burst = report.get("webhook_burst")
+    if burst:
+        print(
+            f"\nWebhook burst: {burst['requests']} approvals, "
+            f"{burst['webhook_deliveries']} deliveries "
+            f"({burst['webhooks_per_second']}/s, statuses {burst['webhook_statuses']}),"
+            f" endpoint p50 {burst['endpoint_ms_p50']} ms p95 "
+            f"{burst['endpoint_ms_p95']} ms; last invoice reconciled after "
+            f"{burst['seconds_until_last_reconciled']} s; {burst['invoices_paid']} "
+            f"paid, {burst['payments_created']} payments"
+        )
+        pages = burst["pages_ms_p50"]
+        print(
+            f"Pages (median): order details {pages['order_details']} ms, Odoo portal "
+            f"invoice {pages['odoo_portal_invoice']} ms (ratio "
+            f"{pages['order_details'] / pages['odoo_portal_invoice']:.2f})"
+        )
+    print(f"\nBench run: {report['minutes']} min", flush=True)
 
 
 def bench_burst(odoo_src, database, count):
@@ -753,7 +916,16 @@ def main():
     bench.add_argument("--sizes", default="1,10,100,1000", help="batch sizes")
     bench.add_argument("--output", default=str(STATE / "bench.json"))
     bench.add_argument(
+        "--bulk", type=int, default=1000, help="bulk request size (0: skip)"
+    )
+    bench.add_argument(
         "--burst", type=int, default=1000, help="webhook burst size (0: skip)"
+    )
+    bench.add_argument(
+        "--no-profile",
+        dest="profile",
+        action="store_false",
+        help="skip the cProfile run of the largest batch",
     )
     args = parser.parse_args()
     odoo_src = bootstrap()
