@@ -143,9 +143,12 @@ class AccountMove(models.Model):
         invoices = self.search(
             [("vipps_auto_pending", "=", True)], limit=batch_size, order="id"
         )
-        for invoice in invoices:
-            queued = invoice.vipps_queued_request
-            invoice.write({"vipps_auto_pending": False, "vipps_queued_request": False})
+        # The batch leaves the queue in the transaction that sends it (one write).
+        queued_requests = {
+            invoice: invoice.vipps_queued_request for invoice in invoices
+        }
+        invoices.write({"vipps_auto_pending": False, "vipps_queued_request": False})
+        for invoice, queued in queued_requests.items():
             if queued:
                 invoice._vipps_send_queued_request(queued)
             else:

@@ -408,6 +408,29 @@ class PaymentTransaction(models.Model):
                 tx._post_process()
         return True
 
+    def _vipps_events_change_nothing(self, names):
+        """Whether webhook events can be acknowledged without reading the payment.
+
+        The creation of a request Odoo sent; the echo of Odoo's own full capture,
+        or a repeated approval, on a paid transaction; the end of a request Odoo
+        already closed. Anything else (a refund or a release made in the portal, an
+        approval after a withdrawal) is read back.
+
+        :param list names: the events' names (AUTHORIZED, CAPTURED, ...)
+        """
+        self.ensure_one()
+        names = set(names)
+        if names <= {"CREATED"}:
+            return bool(self.vipps_state)  # Odoo created it and knows it exists
+        if self.state == "done":
+            fully_captured = self._vipps_minor(
+                self.vipps_captured_amount
+            ) >= self._vipps_minor(self.amount)
+            return fully_captured and names <= {"CREATED", "AUTHORIZED", "CAPTURED"}
+        if self.state == "cancel":
+            return names <= {"CREATED", "ABORTED", "EXPIRED", "TERMINATED"}
+        return False
+
     # === BUSINESS METHODS - CAPTURE, VOID, REFUND === #
 
     def _send_capture_request(self, amount_to_capture=None):

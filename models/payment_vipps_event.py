@@ -84,6 +84,9 @@ class PaymentVippsEvent(models.Model):
                 _logger.info("Vipps event for unknown reference %s: ignored", reference)
                 reference_events.state = "done"
                 continue
+            if tx._vipps_events_change_nothing(reference_events.mapped("name")):
+                reference_events.state = "done"
+                continue
             try:
                 with self.env.cr.savepoint():
                     tx._vipps_sync()

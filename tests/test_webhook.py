@@ -126,6 +126,26 @@ class TestVippsWebhook(VippsHttpCommon):
         self.assertIn(invoice.payment_state, ("paid", "in_payment"))
         self.assertEqual(len(self.vipps_calls("capturePayment")), 1)
 
+    def test_capture_echo_not_read_back(self):
+        """The CREATED and CAPTURED webhooks that Odoo's own calls cause are
+        acknowledged without calling Vipps: a paid invoice costs one read and one
+        capture."""
+        invoice = self.create_invoice()
+        tx = invoice.vipps_request_payment()
+        self.emulator.approve(tx.reference)
+        self._deliver_and_process()
+        self._deliver_and_process()
+        events = self.env["payment.vipps.event"].search(
+            [("reference", "=", tx.reference)]
+        )
+        self.assertEqual(
+            sorted(events.mapped("name")), ["AUTHORIZED", "CAPTURED", "CREATED"]
+        )
+        self.assertEqual(set(events.mapped("state")), {"done"})
+        self.assertEqual(len(self.vipps_calls("getPayment")), 1)
+        self.assertEqual(len(self.vipps_calls("capturePayment")), 1)
+        self.assertEqual(invoice.vipps_state, "paid")
+
     def test_duplicate_and_reordered_webhooks_pay_once(self):
         """Duplicated and out-of-order deliveries end in one capture, one payment."""
         invoice = self.create_invoice()

@@ -470,6 +470,36 @@ def cmd_bench(odoo_src, args):
     output.write_text(json.dumps(report, indent=2))
     print_bench(report)
     say(f"Figures written to {output}")
+    problems = bench_problems(report)
+    if problems:
+        fail("The benchmark saw wrong results:\n- " + "\n- ".join(problems))
+
+
+def bench_problems(report):
+    """What went wrong, not what was slow: figures are never pass/fail."""
+    problems = []
+    for size in report["sizes"]:
+        for path in ("vipps", "payment_demo"):
+            paid = report[path][str(size)]["paid"]
+            if paid != size:
+                problems.append(f"{path}, batch {size}: {paid} invoices paid")
+    if report["link"]["paid"] != report["link"]["invoices"]:
+        problems.append(f"link flow: {report['link']['paid']} invoices paid")
+    for path, result in report.get("bulk", {}).items():
+        if result["batches"] > 1 and not result["batch_killed_and_resumed"]:
+            problems.append(f"bulk {path}: the second batch was not killed")
+        if result["requests_sent"] != result["invoices"] or result["sent_twice"]:
+            problems.append(
+                f"bulk {path}: {result['requests_sent']} sent for "
+                f"{result['invoices']} invoices, {result['sent_twice']} twice"
+            )
+    burst = report.get("webhook_burst")
+    if burst and not (
+        burst["invoices_paid"] == burst["payments_created"] == burst["requests"]
+        and burst["webhook_statuses"] == ["200"]
+    ):
+        problems.append(f"webhook burst: {burst}")
+    return problems
 
 
 def print_bench(report):
@@ -546,6 +576,11 @@ def print_bench(report):
     if link["unneeded_calls"]:
         unneeded.append(f"link: {link['unneeded_calls']}")
     print(f"API calls beyond the floor: {'; '.join(unneeded) or 'none'}")
+    token = report["token"]
+    print(
+        f"Access token: {token['token_calls']} call(s) for {token['api_calls']} API "
+        f"calls and {token['invoices']} invoices"
+    )
     print(
         f"Pay with Vipps link (phone shared): {link['api_calls_per_invoice']} API calls"
         f" and {link['queries_per_invoice']} queries per invoice"
@@ -618,7 +653,8 @@ def print_bench(report):
             f" endpoint p50 {burst['endpoint_ms_p50']} ms p95 "
             f"{burst['endpoint_ms_p95']} ms; last invoice reconciled after "
             f"{burst['seconds_until_last_reconciled']} s; {burst['invoices_paid']} "
-            f"paid, {burst['payments_created']} payments"
+            f"paid, {burst['payments_created']} payments; Vipps API calls per invoice"
+            f" {burst['api_calls_per_invoice']}"
         )
         pages = burst["pages_ms_p50"]
         print(
@@ -674,6 +710,7 @@ def bench_burst(odoo_src, database, count):
         )
         wait_for(f"{base_url}/web/login", timeout=120)
         call_json("DELETE", f"{control}/deliveries")
+        call_json("DELETE", f"{control}/requests")
         call_json(
             "POST",
             f"{control}/webhook-faults",
@@ -698,6 +735,9 @@ def bench_burst(odoo_src, database, count):
         reconciled = time.monotonic() - started
         call_json("POST", f"{control}/deliveries/wait", {"timeout": 60})
         deliveries = call_json("GET", f"{control}/deliveries")["entries"]
+        operations = {}
+        for call in call_json("GET", f"{control}/requests")["entries"]:
+            operations[call["operation"]] = operations.get(call["operation"], 0) + 1
         durations = sorted(d["durationMs"] for d in deliveries if d.get("durationMs"))
         payments_made = database.sql(
             "SELECT count(*) FROM account_payment p JOIN payment_transaction t"
@@ -717,6 +757,10 @@ def bench_burst(odoo_src, database, count):
         "seconds_until_last_reconciled": round(reconciled, 1),
         "invoices_paid": paid,
         "payments_created": payments_made,
+        "api_calls_per_invoice": {
+            operation: round(calls / len(references), 3)
+            for operation, calls in sorted(operations.items())
+        },
         "webhook_deliveries": len(deliveries),
         "webhook_statuses": sorted({str(d["status"]) for d in deliveries}),
         "webhooks_per_second": round(len(deliveries) / reconciled, 1),
