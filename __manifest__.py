@@ -1,6 +1,6 @@
 {
     "name": "Payment Provider: Vipps MobilePay",
-    "version": "18.0.1.0.0",
+    "version": "18.0.2.0.0",
     "category": "Accounting/Payment Providers",
     "sequence": 350,
     "summary": "Send invoice payment requests to the Vipps and MobilePay apps.",
@@ -15,6 +15,7 @@
         "views/payment_vipps_templates.xml",
         "views/account_move_views.xml",
         "views/payment_vipps_request_wizard_views.xml",
+        "views/payment_vipps_outbox_views.xml",
         "views/res_partner_views.xml",
         "views/report_invoice.xml",
         # The provider record must exist before the post-init hook runs.

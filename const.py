@@ -52,8 +52,23 @@ VIPPS_PAYMENT_STATES = [
 ]
 VIPPS_FINAL_FAILED_STATES = ("ABORTED", "EXPIRED", "TERMINATED")
 
+# Odoo transaction state -> the Vipps payment states that map to it. AUTHORIZED maps to
+# `authorized` until the aggregate shows money captured or released: what moved is
+# booked from the aggregate amounts (see payment.transaction._vipps_book_movements).
+STATUS_MAPPING = {
+    "pending": ("CREATED",),
+    "authorized": ("AUTHORIZED",),
+    "cancel": VIPPS_FINAL_FAILED_STATES,
+}
+
 # Vipps error codes the integration acts on.
 ERROR_ALREADY_AUTHORIZED = "6060"  # cancelTransactionOnly on an approved payment
+ERROR_REFERENCE_EXISTS = "4150"  # create with a reference Vipps already has
+ERROR_NOT_FOUND = "5090"  # no payment with that reference
+
+# The answer of a write was lost or Vipps failed on its side: whether it was carried
+# out can only be known by reading the payment again.
+UNCERTAIN_STATUSES = {500, 502, 503, 504}
 
 # vipps_state of account.move: where the invoice's latest request stands.
 INVOICE_VIPPS_STATES = [
@@ -99,10 +114,41 @@ WEBHOOK_EVENTS = (
 # The poll re-reads an open request at most this often (webhooks normally come first).
 POLL_MIN_AGE_MINUTES = 10
 
-# The request wizard sends up to this many invoices at once; more are queued for the
-# job that sends them in committed batches (no long request, nothing sent twice).
+# A "Pay with Vipps" click reuses the web payment of an earlier click of the same
+# invoice for this long (Vipps gives a web payment 10 minutes in all).
+LINK_PAYMENT_REUSE_MINUTES = 8
+
+# The customer's return page reads the payment from Vipps at most this often.
+RETURN_MIN_INTERVAL_SECONDS = 5
+
+# A create is recorded in the outbox (committed apart) before Vipps is called; the
+# record is checked this long after, when the transaction should long be committed:
+# a payment whose Odoo side was rolled back is then adopted or cancelled.
+CREATE_CHECK_DELAY_MINUTES = 15
+# A webhook for a reference Odoo does not know (yet) is looked at this much later.
+UNKNOWN_REFERENCE_DELAY_SECONDS = 60
+# A webhook whose payment another worker is processing is looked at this much later.
+BUSY_RETRY_SECONDS = 5
+
+# Outbox retries: the delay doubles from the first to the last, then stays there.
+OUTBOX_FIRST_RETRY_SECONDS = 30
+OUTBOX_MAX_RETRY_SECONDS = 6 * 3600
+# After this many failed attempts the invoice's chatter says so (once); requests
+# stop being retried (failed), withdrawals and checks go on at the longest delay.
+OUTBOX_NOTE_AFTER_ATTEMPTS = 3
+OUTBOX_MAX_ATTEMPTS = 8
+# Rows one run of the outbox job takes at most (each in its own transaction).
+OUTBOX_BATCH_SIZE = 50
+
+# Metadata key that marks a payment as created by this database (its value is a
+# digest of the database UUID), with the Odoo transaction and invoice ids.
+METADATA_DATABASE = "odooDatabase"
+METADATA_TRANSACTION = "odooTransaction"
+METADATA_INVOICE = "odooInvoice"
+METADATA_FLOW = "odooFlow"
+
+# The request wizard sends up to this many invoices at once; more are queued in the
+# outbox, whose job sends them one committed transaction each.
 BULK_QUEUE_THRESHOLD = 20
-# Invoices per committed batch of that job.
-SEND_BATCH_SIZE = 50
 PAY_ROUTE = "/payment/vipps/pay"
 CONSENT_WITHDRAW_ROUTE = "/payment/vipps/consent/withdraw"

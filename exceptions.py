@@ -24,9 +24,22 @@ class VippsError(ValidationError):
     def code(self):
         return self.problem.get("code")
 
+    @property
+    def transient(self):
+        """Whether trying again later may succeed (Vipps busy, down or unreachable)."""
+        return self.status in (423, 429) or (self.status or 0) >= 500
+
 
 class VippsUnreachableError(VippsError):
     """No answer from Vipps (connection error or timeout) even after retries.
 
     A write may or may not have been carried out: read the payment back to know.
     """
+
+    transient = True
+
+
+class VippsBusyError(VippsError):
+    """Another Odoo worker is processing a payment this one depends on: try later."""
+
+    transient = True

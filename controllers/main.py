@@ -11,12 +11,30 @@ from werkzeug.exceptions import Forbidden
 from odoo import http
 from odoo.exceptions import AccessError, MissingError, UserError, ValidationError
 from odoo.http import request
+from odoo.tools import consteq
 
+from odoo.addons.payment.controllers.post_processing import PaymentPostProcessing
 from odoo.addons.portal.controllers.portal import CustomerPortal
 
 from .. import const, utils
 
 _logger = logging.getLogger(__name__)
+
+# When the return page last read each transaction from Vipps, per database, in this
+# process: {(dbname, transaction id): monotonic time}.
+_RETURN_READS = {}
+
+
+def _return_read_due(tx_sudo):
+    """Whether the return page may read this transaction from Vipps now."""
+    key = (tx_sudo.env.cr.dbname, tx_sudo.id)
+    now = time.monotonic()
+    if now - _RETURN_READS.get(key, -1e9) < const.RETURN_MIN_INTERVAL_SECONDS:
+        return False
+    if len(_RETURN_READS) > 10000:
+        _RETURN_READS.clear()
+    _RETURN_READS[key] = now
+    return True
 
 
 class VippsController(http.Controller):
@@ -42,7 +60,9 @@ class VippsController(http.Controller):
             raise Forbidden()
         provider_sudo = self._vipps_verify_signature(event, body)
         _logger.info("Vipps webhook received:\n%s", pprint.pformat(utils.mask(event)))
-        request.env["payment.vipps.event"].sudo()._vipps_enqueue(provider_sudo, event)
+        request.env["payment.transaction"].sudo()._vipps_handle_webhook(
+            provider_sudo, event
+        )
         return request.make_json_response({}, status=200)
 
     @staticmethod
@@ -101,20 +121,36 @@ class VippsController(http.Controller):
         raise Forbidden()
 
     @http.route(_return_url, type="http", auth="public", methods=["GET"])
-    def vipps_return(self, reference=None, **kwargs):
+    def vipps_return(self, reference=None, token=None, **kwargs):
         """The customer comes back from the app: check the payment, show its status.
 
-        Arriving here proves nothing; the payment is read back from Vipps.
+        Arriving here proves nothing. Vipps is read only for the holder of the
+        token bound to the transaction, only while the payment can still change,
+        and not more often than every few seconds; Vipps's errors are logged, not
+        shown.
         """
         tx_sudo = (
             request.env["payment.transaction"]
             .sudo()
             .search(
-                [("reference", "=", reference or ""), ("provider_code", "=", "vipps")]
+                [
+                    ("reference", "=", reference or ""),
+                    ("provider_code", "=", "vipps"),
+                    ("source_transaction_id", "=", False),
+                ],
+                limit=1,
             )
         )
-        if tx_sudo:
-            tx_sudo._vipps_sync()
+        if not tx_sudo or not consteq(token or "", tx_sudo._vipps_return_token()):
+            return request.redirect("/payment/status")
+        PaymentPostProcessing.monitor_transaction(tx_sudo)
+        if tx_sudo.state in ("draft", "pending", "authorized") and _return_read_due(
+            tx_sudo
+        ):
+            try:
+                tx_sudo._vipps_sync(skip_locked=True)
+            except (UserError, ValidationError) as error:
+                _logger.warning("Vipps: return of %s not read: %s", reference, error)
         return request.redirect("/payment/status")
 
     @http.route(
@@ -136,18 +172,18 @@ class VippsController(http.Controller):
             "invoice": invoice_sudo,
             "access_token": access_token,
             "brand": invoice_sudo._vipps_brand(),
-            "problem": invoice_sudo._vipps_pay_link_problem(),
+            "problem": invoice_sudo._vipps_payable()[1],
             "error": None,
         }
         if request.httprequest.method == "POST" and not values["problem"]:
             try:
-                __, redirect_url = invoice_sudo._vipps_create_link_payment(
+                tx_sudo = invoice_sudo._vipps_link_payment(
                     share_phone=bool(share_phone)
                 )
             except (UserError, ValidationError) as error:
                 values["error"] = error.args[0]
             else:
-                return request.redirect(redirect_url, local=False)
+                return request.redirect(tx_sudo.vipps_redirect_url, local=False)
         return request.render("payment_vipps.pay_page", values)
 
     @http.route(

@@ -19,11 +19,7 @@ class AccountMoveSend(models.AbstractModel):
         """Override of `account`: Vipps for customer invoices with an amount due."""
         if method != "vipps":
             return super()._is_applicable_to_move(method, move, **move_data)
-        return (
-            move.move_type == "out_invoice"
-            and not move._vipps_pay_link_problem()
-            and not move._vipps_open_transactions()
-        )
+        return move.vipps_can_request
 
     def _hook_if_success(self, moves_data):
         """Override of `account` to send the Vipps requests of the sent invoices.
@@ -37,12 +33,7 @@ class AccountMoveSend(models.AbstractModel):
             if not self._is_applicable_to_move("vipps", move, **move_data):
                 continue
             try:
-                move.vipps_request_payment()
+                move._vipps_request_payment()
             except (UserError, ValidationError) as error:
-                move.message_post(
-                    body=self.env._(
-                        "The Vipps MobilePay payment request was not sent: %s",
-                        error.args[0],
-                    )
-                )
+                move._vipps_note_not_sent(error)
         return result

@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import psycopg2
 import requests
+from werkzeug import urls
 
 from odoo import api, fields, models, modules, service
 from odoo.exceptions import UserError, ValidationError
@@ -223,7 +224,14 @@ class PaymentProvider(models.Model):
         )
 
     def _vipps_return_url(self, tx):
-        return f"{self.get_base_url()}{const.RETURN_ROUTE}?reference={tx.reference}"
+        """Where Vipps sends the customer back; a token binds it to the transaction."""
+        query = urls.url_encode(
+            {
+                "reference": tx.reference,
+                "token": tx._vipps_return_token(),
+            }
+        )
+        return f"{self.get_base_url()}{const.RETURN_ROUTE}?{query}"
 
     def _vipps_check_expiry(self, expires_at):
         """Raise a UserError when Vipps would refuse this expiry."""
@@ -475,8 +483,8 @@ class PaymentProvider(models.Model):
                 raise VippsUnreachableError(
                     "Vipps: "
                     + self.env._(
-                        "Vipps MobilePay could not be reached (%(error)s). Nothing was "
-                        "changed; please try again in a moment.",
+                        "Vipps MobilePay could not be reached (%(error)s). Please try "
+                        "again in a moment.",
                         error=type(error).__name__,
                     )
                 ) from error
@@ -537,11 +545,27 @@ class PaymentProvider(models.Model):
 
     # === BUSINESS METHODS - EPAYMENT API === #
 
-    def _vipps_create_payment(self, payload, idempotency_key):
+    def _vipps_database_marker(self):
+        """A digest of this database's UUID, written in the metadata of every payment it
+        creates: a payment read back is ours only if it carries it."""
+        database_uuid = (
+            self.env["ir.config_parameter"].sudo().get_param("database.uuid")
+        )
+        return utils.idempotency_key(database_uuid, "marker")[:16]
+
+    def _vipps_create_payment(self, payload, idempotency_key, is_ours):
         """Create an ePayment; return Vipps's answer ({reference, redirectUrl}).
 
-        When the answer is lost, the payment is read back: it exists (created once)
-        or it does not (not created, the error is raised).
+        When the answer is lost (or Vipps failed on its side), the payment is read back:
+        it exists (created once) or it does not (not created, the error is raised).
+        When Vipps says the reference exists, its payment is adopted only if `is_ours`
+        recognises it (see `payment.transaction._vipps_is_own_payment`).
+
+        :param is_ours: a function telling whether a payment read back is this
+            request's
+
+        :raise VippsUnreachableError: when Vipps may have created the payment but
+            cannot tell (the caller must not say that nothing was sent)
         """
         try:
             return self._vipps_make_request(
@@ -549,19 +573,29 @@ class PaymentProvider(models.Model):
                 payload=payload,
                 idempotency_key=idempotency_key,
             )
-        except VippsUnreachableError:
-            payment = self._vipps_read_back(payload["reference"])
-            if not payment:
-                raise
-            return {"reference": payment["reference"], **_redirect_url(payment)}
         except VippsError as error:
-            # Sent before by a run that did not commit (e.g. a crashed batch): the
-            # reference exists at Vipps. Adopt it when it is the same request.
-            if error.status != 409:
+            uncertain = _uncertain(error)
+            exists = error.code == const.ERROR_REFERENCE_EXISTS or error.status == 409
+            if not (uncertain or exists):
                 raise
-            payment = self._vipps_read_back(payload["reference"])
-            if not payment or payment.get("amount") != payload["amount"]:
-                raise
+            try:
+                payment = self._vipps_read_back(payload["reference"])
+            except VippsError as read_error:
+                if uncertain:
+                    raise VippsUnreachableError(error.args[0], error.problem) from (
+                        read_error
+                    )
+                raise error from read_error
+            if payment is None and uncertain:
+                # Vipps answered that it has no such payment: nothing was created.
+                raise VippsError(
+                    error.args[0]
+                    + " "
+                    + self.env._("Nothing was sent to the customer."),
+                    error.problem,
+                ) from error
+            if not payment or not is_ours(payment):
+                raise VippsError(error.args[0], error.problem) from error
             _logger.info("Vipps: %s already created, adopted", payload["reference"])
             return {"reference": payment["reference"], **_redirect_url(payment)}
 
@@ -575,35 +609,15 @@ class PaymentProvider(models.Model):
             f"{const.API_VERSION_PATHS['payments']}/{reference}/events", method="GET"
         )
 
-    def _vipps_capture_payment(self, reference, amount, idempotency_key):
-        """Capture `amount` ({currency, value}); return the payment's new state."""
-        return self._vipps_modify_payment(
-            reference, "capture", {"modificationAmount": amount}, idempotency_key
-        )
-
-    def _vipps_refund_payment(self, reference, amount, idempotency_key):
-        """Refund `amount` ({currency, value}); return the payment's new state."""
-        return self._vipps_modify_payment(
-            reference, "refund", {"modificationAmount": amount}, idempotency_key
-        )
-
-    def _vipps_cancel_payment(self, reference, idempotency_key, transaction_only=False):
-        """Cancel a payment (TERMINATED if not approved yet, else release the rest).
-
-        :param bool transaction_only: cancel only if not yet authorized (else 6060)
-        """
-        return self._vipps_modify_payment(
-            reference,
-            "cancel",
-            {"cancelTransactionOnly": transaction_only},
-            idempotency_key,
-        )
-
     def _vipps_modify_payment(self, reference, operation, payload, idempotency_key):
-        """Capture, refund or cancel; after a lost answer, return the payment read back.
+        """Capture, refund or cancel a payment; return the payment's new state.
 
-        Whether the write happened is then the caller's to decide from the aggregate
-        amounts of the payment, which is all a ModificationResponse holds too.
+        The answer (a ModificationResponse) and, after a lost answer, the payment read
+        back have the same state and aggregate amounts: what moved is for the caller to
+        book from the aggregate, whichever it got.
+
+        :param str operation: capture, refund or cancel
+        :raise VippsUnreachableError: when neither the answer nor a read-back came
         """
         try:
             return self._vipps_make_request(
@@ -611,18 +625,36 @@ class PaymentProvider(models.Model):
                 payload=payload,
                 idempotency_key=idempotency_key,
             )
-        except VippsUnreachableError:
-            payment = self._vipps_read_back(reference)
+        except VippsError as error:
+            if not _uncertain(error):
+                raise
+            try:
+                payment = self._vipps_read_back(reference)
+            except VippsError as read_error:
+                raise VippsUnreachableError(error.args[0], error.problem) from (
+                    read_error
+                )
             if not payment:
                 raise
             return payment
+
+    def _vipps_release_orphan(self, payment):
+        """End a payment of ours whose invoice Odoo no longer has: withdraw it if it
+        waits in the app, release it if the customer approved it."""
+        reference = payment["reference"]
+        key = self._vipps_idempotency_key(reference, "orphan")
+        if payment.get("state") in ("CREATED", "AUTHORIZED"):
+            _logger.warning("Vipps: %s has no invoice in Odoo: cancelled", reference)
+            self._vipps_modify_payment(
+                reference, "cancel", {"cancelTransactionOnly": False}, key
+            )
 
     def _vipps_read_back(self, reference):
         """Return the payment as Vipps has it, or None if Vipps does not know it."""
         try:
             return self._vipps_get_payment(reference)
         except VippsError as error:
-            if error.status == 404:
+            if error.status == 404 or error.code == const.ERROR_NOT_FOUND:
                 return None
             raise
 
@@ -743,6 +775,13 @@ def _retry_after_seconds(response, default):
         return max(0.0, float(response.headers.get("Retry-After", default)))
     except ValueError:
         return default
+
+
+def _uncertain(error):
+    """Whether a failed write may still have been carried out by Vipps."""
+    return isinstance(error, VippsUnreachableError) or (
+        error.status in const.UNCERTAIN_STATUSES
+    )
 
 
 def _redirect_url(payment):

@@ -23,6 +23,8 @@ class ResPartner(models.Model):
 
     def action_vipps_clear_consent(self):
         """Stop sending invoices to this customer's Vipps MobilePay app."""
+        self.env["account.move"]._vipps_check_rights()
+        self.check_access("write")
         self._vipps_clear_consent(self.env._("cleared by %s", self.env.user.name))
         return True
 

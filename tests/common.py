@@ -1,7 +1,8 @@
 from contextlib import contextmanager
+from datetime import timedelta
 from unittest.mock import patch
 
-from odoo import Command
+from odoo import Command, fields
 from odoo.tests import HttpCase
 
 from odoo.addons.account_payment.tests.common import AccountPaymentCommon
@@ -82,6 +83,33 @@ class VippsCommon(AccountPaymentCommon):
             for call in self.emulator.requests
             if operation is None or call["operation"] == operation
         ]
+
+    def run_outbox(self, due_in_minutes=0):
+        """Run the outbox job, with everything due within `due_in_minutes` made due."""
+        if due_in_minutes:
+            rows = self.env["payment.vipps.outbox"].search([("state", "=", "pending")])
+            limit = fields.Datetime.now() + timedelta(minutes=due_in_minutes)
+            rows.filtered(lambda row: row.next_attempt_at <= limit).write(
+                {"next_attempt_at": fields.Datetime.now() - timedelta(seconds=1)}
+            )
+        self.env.ref("payment_vipps.cron_process_outbox").method_direct_trigger()
+        self.env.invalidate_all()
+
+    def run_poll(self, *transactions):
+        """Run the poll, with these transactions (default: all) due for it."""
+        transactions = transactions or self.env["payment.transaction"].search(
+            [("provider_code", "=", "vipps")]
+        )
+        for tx in transactions:
+            tx.vipps_last_sync = fields.Datetime.now() - timedelta(hours=1)
+        self.env.ref("payment_vipps.cron_poll_payments").method_direct_trigger()
+        self.env.invalidate_all()
+
+    def outbox(self, **values):
+        """The outbox rows matching `values` (field: value)."""
+        return self.env["payment.vipps.outbox"].search(
+            [(field, "=", value) for field, value in values.items()]
+        )
 
     @contextmanager
     def fast_retries(self):

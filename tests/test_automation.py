@@ -23,7 +23,16 @@ class TestVippsAutomation(VippsInvoiceCommon):
         )
 
     def _run_queue(self):
-        self.env.ref("payment_vipps.cron_send_auto_requests").method_direct_trigger()
+        self.run_outbox()
+
+    def _queued(self, invoices):
+        return self.env["payment.vipps.outbox"].search(
+            [
+                ("move_id", "in", invoices.ids),
+                ("operation", "=", "request"),
+                ("state", "=", "pending"),
+            ]
+        )
 
     # === ON POSTING === #
 
@@ -32,12 +41,12 @@ class TestVippsAutomation(VippsInvoiceCommon):
         self.vipps.vipps_auto_request = True
         pushed = self.create_invoice(partner=self.opted_in)
         emailed = self.create_invoice(partner=self.by_email)
-        self.assertTrue(pushed.vipps_auto_pending and emailed.vipps_auto_pending)
+        self.assertEqual(self._queued(pushed | emailed).move_id, pushed | emailed)
         self.assertFalse(
             self.vipps_calls("createPayment"), msg="Posting sends nothing."
         )
         self._run_queue()
-        self.assertFalse((pushed | emailed).filtered("vipps_auto_pending"))
+        self.assertFalse(self._queued(pushed | emailed))
         self.assertEqual(pushed.vipps_state, "pending")
         self.assertEqual(
             self.emulator.payment(pushed.vipps_reference).phone, "4791234567"
@@ -74,29 +83,32 @@ class TestVippsAutomation(VippsInvoiceCommon):
     def test_off_by_default(self):
         """Without the setting, posting queues nothing."""
         invoice = self.create_invoice(partner=self.opted_in)
-        self.assertFalse(invoice.vipps_auto_pending)
+        self.assertFalse(self._queued(invoice))
 
     def test_many_invoices_sent_in_batches(self):
-        """A big posting is sent in committed batches until the queue is empty."""
+        """A big posting is sent row by row, each committed, until none is left."""
         self.vipps.vipps_auto_request = True
         invoices = self.env["account.move"]
         for __ in range(5):
             invoices |= self.create_invoice(partner=self.opted_in)
-        self.env["account.move"]._cron_vipps_send_auto_requests(batch_size=2)
-        self.assertEqual(len(invoices.filtered("vipps_auto_pending")), 3)
-        self.env["account.move"]._cron_vipps_send_auto_requests(batch_size=2)
-        self.env["account.move"]._cron_vipps_send_auto_requests(batch_size=2)
-        self.assertFalse(invoices.filtered("vipps_auto_pending"))
+        self.env["payment.vipps.outbox"]._cron_process(limit=2)
+        self.env.invalidate_all()
+        self.assertEqual(len(self._queued(invoices)), 3)
+        self.env["payment.vipps.outbox"]._cron_process(limit=2)
+        self.env["payment.vipps.outbox"]._cron_process(limit=2)
+        self.env.invalidate_all()
+        self.assertFalse(self._queued(invoices))
         self.assertEqual(set(invoices.mapped("vipps_state")), {"pending"})
 
     def test_interrupted_batch_resumes_without_sending_twice(self):
-        """Sent, then the batch died before committing: the next run adopts it."""
+        """Invariants 3 and 4: sent, then Odoo's side was rolled back; sending again
+        adopts the payment Vipps has (our marker, the same invoice and amount)."""
         invoice = self.create_invoice(partner=self.opted_in)
-        reference = invoice.vipps_request_payment().reference
+        reference = invoice._vipps_request_payment().reference
         payment = self.emulator.payment(reference)
         # The crash: Odoo forgets the transaction, Vipps keeps the payment.
         invoice.transaction_ids.unlink()
-        tx = invoice.vipps_request_payment()
+        tx = invoice._vipps_request_payment()
         self.assertEqual(tx.reference, reference)
         self.assertEqual(len(self.emulator.payments), 1, msg="Not sent twice.")
         self.assertIs(self.emulator.payment(reference), payment)
@@ -126,9 +138,9 @@ class TestVippsAutomation(VippsInvoiceCommon):
         self.assertEqual(action["params"]["type"], "info")
         self.assertIn("2 payment requests", action["params"]["message"])
         self.assertFalse(invoices.transaction_ids, msg="Nothing sent yet.")
-        self.assertEqual(len(invoices.filtered("vipps_auto_pending")), 2)
+        self.assertEqual(len(self._queued(invoices)), 2)
         self._run_queue()
-        self.assertFalse(invoices.filtered("vipps_auto_pending"))
+        self.assertFalse(self._queued(invoices))
         tx = invoices[0].transaction_ids
         self.assertEqual((tx.amount, tx.vipps_phone), (300.0, "4791234500"))
         self.assertEqual(tx.vipps_state, "CREATED")
@@ -151,40 +163,43 @@ class TestVippsAutomation(VippsInvoiceCommon):
             self.assertRaisesRegex(UserError, invoices[1].name),
         ):
             wizard.action_send()
-        self.assertFalse(invoices.filtered("vipps_auto_pending"))
+        self.assertFalse(self._queued(invoices))
 
     def test_interrupted_queue_batch_resumes_without_sending_twice(self):
-        """The job dies after sending two requests, before committing: the next run
-        sends all three, and Vipps got each request once."""
+        """Invariants 3 and 5: the job dies after sending the second request, before
+        committing it; the first stays sent, and the next run sends the other two.
+        Vipps got each request once."""
         invoices = self.env["account.move"]
         for __ in range(3):
             invoices |= self.create_invoice(partner=self.opted_in)
         with patch.object(const, "BULK_QUEUE_THRESHOLD", 1):
             self._wizard(invoices).action_send()
         model = type(self.env["account.move"])
-        send = model._vipps_send_queued_request
+        send = model._vipps_send_queued
         sent = []
 
-        def send_then_crash(invoice, queued):
-            send(invoice, queued)
+        def send_then_crash(invoice, values):
+            send(invoice, values)
             sent.append(invoice)
             if len(sent) == 2:
                 raise KeyboardInterrupt("worker killed")
 
-        with (
-            patch.object(model, "_vipps_send_queued_request", send_then_crash),
-            self.assertRaises(KeyboardInterrupt),
-            self.env.cr.savepoint(),
-        ):
-            self.env["account.move"]._cron_vipps_send_auto_requests()
+        # Not assertRaises: Odoo's rolls back everything inside it.
+        killed = False
+        with patch.object(model, "_vipps_send_queued", send_then_crash):
+            try:
+                self.run_outbox()
+            except KeyboardInterrupt:
+                killed = True
+        self.assertTrue(killed)
         self.env.invalidate_all()
         self.assertEqual(len(self.emulator.payments), 2)
-        self.assertEqual(len(invoices.filtered("vipps_auto_pending")), 3)
-        self.assertFalse(invoices.transaction_ids, msg="Odoo forgot the batch.")
+        self.assertEqual(len(self._queued(invoices)), 2)
+        self.assertEqual(len(invoices.transaction_ids), 1, msg="The first is kept.")
         self._run_queue()
         self.assertEqual(len(self.emulator.payments), 3, msg="None sent twice.")
         self.assertEqual(set(invoices.mapped("vipps_state")), {"pending"})
-        self.assertEqual(len(self.vipps_calls("createPayment")), 5)
+        self.assertEqual(len(self.vipps_calls("createPayment")), 4)
 
     # === SERVER ACTION AND SEND & PRINT === #
 

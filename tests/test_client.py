@@ -33,6 +33,7 @@ class TestVippsClient(VippsCommon):
         return self.vipps._vipps_create_payment(
             self._payload(reference, **overrides),
             self.vipps._vipps_idempotency_key(reference, "create"),
+            lambda payment: payment["reference"] == reference,
         )
 
     def _forget_token(self):
@@ -207,13 +208,28 @@ class TestVippsClient(VippsCommon):
         self.assertEqual(len(self.emulator.payments), 1, msg="Created exactly once.")
 
     def test_unreachable_create_not_created(self):
-        """Create never reached Vipps: the error says so and nothing exists."""
+        """Create never reached Vipps, as the read-back shows: the error says that
+        nothing was sent (it is certain), and nothing exists."""
         self.emulator.inject_fault(
             "createPayment", count=const.MAX_ATTEMPTS, disconnect=True
         )
-        with self.fast_retries(), self.assertRaises(VippsUnreachableError):
+        with self.fast_retries(), self.assertRaises(VippsError) as error:
             self._create("client-never-created")
+        self.assertNotIsInstance(error.exception, VippsUnreachableError)
+        self.assertIn("Nothing was sent", str(error.exception))
         self.assertFalse(self.emulator.payments)
+
+    def test_unreachable_create_and_read_back_uncertain(self):
+        """No answer to the create nor to the read-back: the error says Vipps may
+        have it (VippsUnreachableError), never that nothing was sent."""
+        self.emulator.inject_fault(
+            "createPayment", count=const.MAX_ATTEMPTS, timeout=True, processed=True
+        )
+        self.emulator.inject_fault("getPayment", count=const.MAX_ATTEMPTS, timeout=True)
+        with self.fast_retries(), self.assertRaises(VippsUnreachableError) as error:
+            self._create("client-uncertain")
+        self.assertNotIn("Nothing was sent", str(error.exception))
+        self.assertEqual(len(self.emulator.payments), 1)
 
     def test_lost_capture_answer_read_back(self):
         """A capture whose answer is lost is confirmed by reading the payment."""
@@ -225,8 +241,8 @@ class TestVippsClient(VippsCommon):
         amount = {"currency": "NOK", "value": 12500}
         key = self.vipps._vipps_idempotency_key("client-lost-capture", "capture", 12500)
         with self.fast_retries():
-            result = self.vipps._vipps_capture_payment(
-                "client-lost-capture", amount, key
+            result = self.vipps._vipps_modify_payment(
+                "client-lost-capture", "capture", {"modificationAmount": amount}, key
             )
         self.assertEqual(result["aggregate"]["capturedAmount"]["value"], 12500)
         captures = self.vipps_calls("capturePayment")
@@ -271,12 +287,16 @@ class TestVippsClient(VippsCommon):
         self.emulator.approve("client-lifecycle", phone=PHONE)
         amount = {"currency": "NOK", "value": 12500}
         provider = self.vipps
-        provider._vipps_capture_payment(
-            "client-lifecycle", amount, provider._vipps_idempotency_key("l", "capture")
-        )
-        refunded = provider._vipps_refund_payment(
+        provider._vipps_modify_payment(
             "client-lifecycle",
-            {"currency": "NOK", "value": 2500},
+            "capture",
+            {"modificationAmount": amount},
+            provider._vipps_idempotency_key("l", "capture"),
+        )
+        refunded = provider._vipps_modify_payment(
+            "client-lifecycle",
+            "refund",
+            {"modificationAmount": {"currency": "NOK", "value": 2500}},
             provider._vipps_idempotency_key("l", "refund", 1),
         )
         self.assertEqual(refunded["aggregate"]["refundedAmount"]["value"], 2500)
@@ -288,8 +308,11 @@ class TestVippsClient(VippsCommon):
     def test_cancel_unapproved_payment_terminates_it(self):
         """Cancelling a request before approval terminates it."""
         self._create("client-cancel")
-        result = self.vipps._vipps_cancel_payment(
-            "client-cancel", self.vipps._vipps_idempotency_key("c", "cancel"), True
+        result = self.vipps._vipps_modify_payment(
+            "client-cancel",
+            "cancel",
+            {"cancelTransactionOnly": True},
+            self.vipps._vipps_idempotency_key("c", "cancel"),
         )
         self.assertEqual(result["state"], "TERMINATED")
 

@@ -52,7 +52,7 @@ class TestVippsCustomerTour(VippsHttpCommon):
             {"name": "Ingrid Solberg", "email": "ingrid@example.com"}
         )
         invoice = self.create_invoice(partner=customer)
-        invoice.vipps_request_payment()  # no number: the pay link is e-mailed
+        invoice._vipps_request_payment()  # no number: the pay link is e-mailed
         self._browser(
             invoice._vipps_pay_url(),
             CLICK_AND_POST
@@ -68,14 +68,13 @@ class TestVippsCustomerTour(VippsHttpCommon):
             % {"checkbox": "input[name='consent']", "button": "button[name='approve']"},
         )
         self.wait_for_webhooks()
-        self.env.ref("payment_vipps.cron_process_events").method_direct_trigger()
         self.assertEqual(tx.state, "done")
         self.assertIn(invoice.payment_state, ("paid", "in_payment"))
         phone = customer.vipps_phone
         self.assertTrue(phone, msg="The shared number is kept.")
         # The next invoice arrives in the app as a push request.
         following = self.create_invoice(partner=customer)
-        push = following.vipps_request_payment()
+        push = following._vipps_request_payment()
         self.assertEqual(push.vipps_user_flow, "PUSH_MESSAGE")
         self._browser(
             f"{self.emulator.url}/app/inbox?phone={phone}",

@@ -14,7 +14,7 @@ class TestVippsLifecycle(VippsInvoiceCommon):
 
     def _paid_by_vipps(self):
         invoice = self.create_invoice()
-        tx = invoice.vipps_request_payment()
+        tx = invoice._vipps_request_payment()
         self.emulator.approve(tx.reference)
         tx._vipps_sync()
         self.assertEqual(tx.state, "done")
@@ -23,64 +23,83 @@ class TestVippsLifecycle(VippsInvoiceCommon):
     # === INVOICE CHANGES === #
 
     def test_cancelled_invoice_withdraws_request(self):
-        """Cancelling the invoice withdraws its open request at Vipps."""
+        """Invariant 2 (nothing live for a cancelled invoice): cancelling queues the
+        withdrawal, which the outbox sends right after."""
         invoice = self.create_invoice()
-        tx = invoice.vipps_request_payment()
+        tx = invoice._vipps_request_payment()
         invoice.button_cancel()
         self.assertEqual(invoice.state, "cancel")
+        self.assertFalse(self.vipps_calls("cancelPayment"), msg="No call in cancel.")
+        self.run_outbox()
         self.assertEqual(self.emulator.payment(tx.reference).state, "TERMINATED")
         self.assertEqual(tx.state, "cancel")
 
     def test_reset_to_draft_withdraws_request(self):
-        """Resetting the invoice to draft withdraws its open request."""
+        """Invariant 2 (nothing live for an invoice in draft)."""
         invoice = self.create_invoice()
-        tx = invoice.vipps_request_payment()
+        tx = invoice._vipps_request_payment()
         invoice.button_draft()
         self.assertEqual(invoice.state, "draft")
+        self.run_outbox()
         self.assertEqual(self.emulator.payment(tx.reference).state, "TERMINATED")
         self.assertEqual(invoice.vipps_state, "cancelled")
 
     def test_paid_otherwise_withdraws_request(self):
-        """Paid by bank transfer: the Vipps request is withdrawn, no second payment."""
+        """Invariants 2 and 3: paid by bank transfer, the Vipps request is withdrawn
+        and no second payment is made."""
         invoice = self.create_invoice()
-        tx = invoice.vipps_request_payment()
+        tx = invoice._vipps_request_payment()
         self.pay_otherwise(invoice)
+        self.assertFalse(self.vipps_calls("cancelPayment"), msg="No call in reconcile.")
+        self.run_outbox()
         self.assertEqual(self.emulator.payment(tx.reference).state, "TERMINATED")
         self.assertEqual(tx.state, "cancel")
         self.assertFalse(tx.payment_id)
 
-    def test_cancel_refused_when_customer_just_paid(self):
-        """If the customer approved a moment ago, cancelling the invoice is refused."""
+    def test_cancel_refused_when_approval_known(self):
+        """An approval Odoo knows of (being captured) cannot be withdrawn: cancelling
+        the invoice is refused and the invoice stays posted."""
+        self.vipps.capture_manually = True
         invoice = self.create_invoice()
-        tx = invoice.vipps_request_payment()
+        tx = invoice._vipps_request_payment()
         self.emulator.approve(tx.reference)
-        with self.assertRaisesRegex(UserError, "has just approved"):
+        tx._vipps_sync()
+        self.assertEqual(tx.state, "authorized")
+        with self.assertRaisesRegex(UserError, "has approved"):
             invoice.button_cancel()
 
-    def test_cancel_refused_when_vipps_unreachable(self):
-        """A request that cannot be withdrawn keeps the invoice as it is."""
+    def test_approval_racing_cancel_released(self):
+        """Invariant 2: the customer approves just as the invoice is cancelled; the
+        withdrawal finds the approval and releases it: nothing is captured."""
         invoice = self.create_invoice()
-        invoice.vipps_request_payment()
+        tx = invoice._vipps_request_payment()
+        self.emulator.approve(tx.reference)  # Odoo does not know yet
+        invoice.button_cancel()
+        self.run_outbox()
+        payment = self.emulator.payment(tx.reference)
+        self.assertEqual(payment.captured, 0)
+        self.assertEqual(payment.cancelled, tx._vipps_minor(tx.amount))
+        self.assertEqual(tx.state, "cancel")
+        self.assertIn("released", invoice.message_ids[0].body)
+
+    def test_withdrawal_retried_when_vipps_unreachable(self):
+        """Invariant 2: Vipps down at cancel time; the invoice is cancelled, the
+        request stays visibly open and is withdrawn once Vipps answers again."""
+        invoice = self.create_invoice()
+        tx = invoice._vipps_request_payment()
         self.emulator.inject_fault(
             "cancelPayment", count=const.MAX_ATTEMPTS, status=503
         )
-        with self.fast_retries(), self.assertRaisesRegex(UserError, "could not be"):
-            invoice.button_cancel()
-
-    def test_poll_withdraws_request_of_closed_invoice(self):
-        """A withdrawal that failed at payment time is done by the poll."""
-        invoice = self.create_invoice()
-        tx = invoice.vipps_request_payment()
-        self.emulator.inject_fault(
-            "cancelPayment", count=const.MAX_ATTEMPTS, status=503
-        )
+        invoice.button_cancel()
         with self.fast_retries():
-            self.pay_otherwise(invoice)
+            self.run_outbox()
         self.assertEqual(tx.state, "pending", msg="Vipps was down: still open.")
-        tx.vipps_last_sync = fields.Datetime.now() - timedelta(hours=1)
-        self.env.ref("payment_vipps.cron_poll_payments").method_direct_trigger()
+        row = self.outbox(transaction_id=tx.id)
+        self.assertEqual((row.state, row.attempts), ("pending", 1))
+        self.run_outbox(due_in_minutes=5)
         self.assertEqual(self.emulator.payment(tx.reference).state, "TERMINATED")
         self.assertEqual(tx.state, "cancel")
+        self.assertEqual(row.state, "done")
 
     # === REFUNDS === #
 
@@ -107,22 +126,22 @@ class TestVippsLifecycle(VippsInvoiceCommon):
     # === EXPIRY RE-SENDS === #
 
     def _expire(self, tx, days_ago):
-        self.emulator.expire(tx.reference)
-        tx._vipps_sync()
         self.env.cr.execute(
             "UPDATE payment_transaction SET create_date = %s WHERE id = %s",
             [fields.Datetime.now() - timedelta(days=days_ago), tx.id],
         )
         self.env.invalidate_all()
+        self.emulator.expire(tx.reference)
+        tx._vipps_sync()
 
     def _poll(self):
-        self.env.ref("payment_vipps.cron_poll_payments").method_direct_trigger()
+        self.run_outbox()
 
     def test_expired_request_resent_when_configured(self):
         """With re-sends on, an expired request goes out again the next day, N times."""
         self.vipps.vipps_resend_expired = 1
         invoice = self.create_invoice()
-        first = invoice.vipps_request_payment()
+        first = invoice._vipps_request_payment()
         self._expire(first, days_ago=2)
         self._poll()
         second = invoice._vipps_last_transaction()
@@ -137,18 +156,18 @@ class TestVippsLifecycle(VippsInvoiceCommon):
     def test_expired_request_not_resent_same_day_or_when_off(self):
         """Not the same day, and never when the setting is 0."""
         invoice = self.create_invoice()
-        tx = invoice.vipps_request_payment()
+        tx = invoice._vipps_request_payment()
         self._expire(tx, days_ago=2)
         self._poll()
         self.assertEqual(invoice._vipps_last_transaction(), tx, msg="Setting is 0.")
         self.vipps.vipps_resend_expired = 3
-        self.env.cr.execute(
-            "UPDATE payment_transaction SET create_date = %s WHERE id = %s",
-            [fields.Datetime.now() - timedelta(hours=3), tx.id],
-        )
-        self.env.invalidate_all()
+        second = self.create_invoice()
+        tx = second._vipps_request_payment()
+        self._expire(tx, days_ago=0)
         self._poll()
-        self.assertEqual(invoice._vipps_last_transaction(), tx, msg="Once a day.")
+        self.assertEqual(second._vipps_last_transaction(), tx, msg="Once a day.")
+        self.run_outbox(due_in_minutes=24 * 60)
+        self.assertNotEqual(second._vipps_last_transaction(), tx, msg="Next day.")
 
     # === QR CODE ON THE PDF === #
 
@@ -179,6 +198,8 @@ class TestVippsLifecycle(VippsInvoiceCommon):
             credit_note.invoice_line_ids[0].quantity = 1
             credit_note.invoice_line_ids[0].price_unit = amount
         credit_note.action_post()
+        self.assertFalse(self.vipps_calls("refundPayment"), msg="No call in _post.")
+        self.run_outbox()
         return credit_note
 
     def test_credit_note_refunded_through_vipps_when_configured(self):

@@ -72,7 +72,7 @@ class TestVippsPayLink(VippsHttpCommon):
         """A push request waiting in the app does not hide the portal's Pay button."""
         invoice = self.create_invoice()
         self.assertTrue(invoice._has_to_be_paid())
-        invoice.vipps_request_payment()
+        invoice._vipps_request_payment()
         self.assertTrue(invoice._has_to_be_paid(), msg="The Pay button must stay.")
         with self.server_turn():
             response = self.url_open(invoice.get_portal_url())

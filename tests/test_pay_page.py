@@ -62,7 +62,7 @@ class TestVippsPayPage(VippsHttpCommon):
     def test_no_phone_emails_pay_link(self):
         """Without a usable number the customer is e-mailed the pay link instead."""
         invoice = self.create_invoice(partner=self.customer_by_email)
-        transactions = invoice.vipps_request_payment()
+        transactions = invoice._vipps_request_payment()
         self.assertFalse(transactions, msg="Nothing is created at Vipps in advance.")
         self.assertFalse(self.vipps_calls("createPayment"))
         message = invoice.message_ids.filtered(
@@ -132,7 +132,7 @@ class TestVippsPayPage(VippsHttpCommon):
         self.assertIn(tx.reference, self.customer_by_email.vipps_consent_source)
         # The next invoice goes out as a push request to that number.
         following = self.create_invoice(partner=self.customer_by_email)
-        push = following.vipps_request_payment()
+        push = following._vipps_request_payment()
         self.assertEqual(push.vipps_user_flow, "PUSH_MESSAGE")
         self.assertEqual(self.emulator.payment(push.reference).phone, "4791234567")
 

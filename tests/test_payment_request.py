@@ -13,7 +13,7 @@ class TestVippsPaymentRequest(VippsInvoiceCommon):
     """Request via Vipps: push requests sent, followed, captured and reconciled."""
 
     def _request(self, invoice, **kwargs):
-        return invoice.vipps_request_payment(**kwargs)
+        return invoice._vipps_request_payment(**kwargs)
 
     # === SENDING === #
 
@@ -123,7 +123,7 @@ class TestVippsPaymentRequest(VippsInvoiceCommon):
         """Nothing due, nothing to request."""
         invoice = self.create_invoice()
         self.pay_otherwise(invoice)
-        self._assert_refused(invoice, "Nothing is due")
+        self._assert_refused(invoice, "already paid")
 
     def test_unsupported_currency_refused(self):
         """Vipps MobilePay takes NOK, DKK and EUR only."""
@@ -217,7 +217,7 @@ class TestVippsPaymentRequest(VippsInvoiceCommon):
         first = self.create_invoice()
         other_customer = self.customer.copy({"mobile": "+47 912 30 000"})
         refused = self.create_invoice(partner=other_customer)
-        transactions = (first | refused).vipps_request_payment()
+        transactions = (first | refused)._vipps_request_payment()
         self.assertEqual(transactions.invoice_ids, first)
         self.assertFalse(refused.transaction_ids)
         self.assertIn("was not sent", refused.message_ids[0].body)
@@ -370,7 +370,7 @@ class TestVippsPaymentRequest(VippsInvoiceCommon):
                 "name": "Send via Vipps",
                 "model_id": self.env.ref("account.model_account_move").id,
                 "state": "code",
-                "code": "records.vipps_request_payment()",
+                "code": "records._vipps_request_payment()",
             }
         )
         action.with_context(active_model="account.move", active_ids=invoice.ids).run()

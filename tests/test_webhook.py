@@ -1,7 +1,9 @@
 import email.utils
 import json
 import time
+from datetime import timedelta
 
+from odoo import fields
 from odoo.tests import tagged
 from odoo.tools import mute_logger
 
@@ -37,9 +39,8 @@ class TestVippsWebhook(VippsHttpCommon):
     """Webhooks from the emulator into a running Odoo, over real HTTP."""
 
     def _deliver_and_process(self):
-        """Wait for the emulator's deliveries, then run the job they triggered."""
+        """Wait for the emulator's deliveries: Odoo follows them as they arrive."""
         self.wait_for_webhooks()
-        self.env.ref("payment_vipps.cron_process_events").method_direct_trigger()
 
     def _post_event(self, event, secret=None, date=None, tamper=False, headers=None):
         """POST an event to our endpoint, signed like Vipps unless told otherwise."""
@@ -113,7 +114,7 @@ class TestVippsWebhook(VippsHttpCommon):
     def test_authorized_webhook_pays_invoice(self):
         """The customer approves; Vipps's webhook makes Odoo capture and reconcile."""
         invoice = self.create_invoice()
-        tx = invoice.vipps_request_payment()
+        tx = invoice._vipps_request_payment()
         self.emulator.approve(tx.reference)
         self._deliver_and_process()
         deliveries = [
@@ -131,17 +132,16 @@ class TestVippsWebhook(VippsHttpCommon):
         acknowledged without calling Vipps: a paid invoice costs one read and one
         capture."""
         invoice = self.create_invoice()
-        tx = invoice.vipps_request_payment()
+        tx = invoice._vipps_request_payment()
         self.emulator.approve(tx.reference)
         self._deliver_and_process()
         self._deliver_and_process()
-        events = self.env["payment.vipps.event"].search(
-            [("reference", "=", tx.reference)]
-        )
-        self.assertEqual(
-            sorted(events.mapped("name")), ["AUTHORIZED", "CAPTURED", "CREATED"]
-        )
-        self.assertEqual(set(events.mapped("state")), {"done"})
+        names = {
+            d["name"]
+            for d in self.emulator.deliveries
+            if d["reference"] == tx.reference
+        }
+        self.assertEqual(names, {"AUTHORIZED", "CAPTURED", "CREATED"})
         self.assertEqual(len(self.vipps_calls("getPayment")), 1)
         self.assertEqual(len(self.vipps_calls("capturePayment")), 1)
         self.assertEqual(invoice.vipps_state, "paid")
@@ -149,7 +149,7 @@ class TestVippsWebhook(VippsHttpCommon):
     def test_duplicate_and_reordered_webhooks_pay_once(self):
         """Duplicated and out-of-order deliveries end in one capture, one payment."""
         invoice = self.create_invoice()
-        tx = invoice.vipps_request_payment()
+        tx = invoice._vipps_request_payment()
         self.emulator.duplicate_webhooks(count=5)
         self.emulator.reorder_webhooks(count=2)
         self.emulator.approve(tx.reference)
@@ -164,12 +164,13 @@ class TestVippsWebhook(VippsHttpCommon):
     def test_webhook_poll_and_check_status_capture_once(self):
         """Webhook, poll and the button all racing: one capture, one payment."""
         invoice = self.create_invoice()
-        tx = invoice.vipps_request_payment()
+        tx = invoice._vipps_request_payment()
         self.emulator.approve(tx.reference)
         self.wait_for_webhooks()
         invoice.action_vipps_check_status()
+        tx.vipps_last_sync = False
         self.env.ref("payment_vipps.cron_poll_payments").method_direct_trigger()
-        self.env.ref("payment_vipps.cron_process_events").method_direct_trigger()
+        self.env.ref("payment_vipps.cron_process_outbox").method_direct_trigger()
         invoice.action_vipps_check_status()
         self.assertEqual(len(self.vipps_calls("capturePayment")), 1)
         self.assertEqual(len(invoice.transaction_ids.payment_id), 1)
@@ -183,40 +184,45 @@ class TestVippsWebhook(VippsHttpCommon):
     def test_webhook_body_never_trusted(self):
         """A validly signed 'AUTHORIZED' for an unapproved payment changes nothing."""
         invoice = self.create_invoice()
-        tx = invoice.vipps_request_payment()
+        tx = invoice._vipps_request_payment()
         response = self._post_event(self._event(tx))
         self.assertEqual(response.status_code, 200)
-        self.env.ref("payment_vipps.cron_process_events").method_direct_trigger()
+        self.assertEqual(len(self.vipps_calls("getPayment")), 1, msg="Read back.")
         self.assertEqual(tx.state, "pending", msg="Vipps says CREATED: still pending.")
         self.assertFalse(self.vipps_calls("capturePayment"))
 
     def test_unknown_reference_acknowledged(self):
-        """An event for a payment we do not know is answered 200 and ignored."""
+        """An event for a payment we do not know is answered 200 and looked at a
+        little later: Vipps has no such payment of ours, so nothing happens."""
         invoice = self.create_invoice()
-        tx = invoice.vipps_request_payment()
+        tx = invoice._vipps_request_payment()
         event = dict(self._event(tx), reference="not-ours-123")
         self.assertEqual(self._post_event(event).status_code, 200)
-        self.env.ref("payment_vipps.cron_process_events").method_direct_trigger()
-        self.assertEqual(
-            self.env["payment.vipps.event"]
-            .search([("reference", "=", "not-ours-123")])
-            .state,
-            "done",
+        row = self.env["payment.vipps.outbox"].search(
+            [("reference", "=", "not-ours-123")]
+        )
+        self.assertEqual((row.operation, row.state), ("sync", "pending"))
+        row.next_attempt_at = fields.Datetime.now() - timedelta(minutes=1)
+        self.env.ref("payment_vipps.cron_process_outbox").method_direct_trigger()
+        self.assertEqual(row.state, "done")
+        self.assertFalse(
+            self.env["payment.transaction"].search([("reference", "=", "not-ours-123")])
         )
 
     # === SECURITY === #
 
     def _assert_refused(self, **kwargs):
         invoice = self.create_invoice()
-        tx = invoice.vipps_request_payment()
-        self.emulator.approve(tx.reference)
+        tx = invoice._vipps_request_payment()
         self.wait_for_webhooks()
-        self.env["payment.vipps.event"].search([]).unlink()
+        self.emulator.clear_requests()
+        outbox = self.env["payment.vipps.outbox"].search([])
         with mute_logger(CONTROLLER_LOGGER):
             response = self._post_event(self._event(tx), **kwargs)
         self.assertEqual(response.status_code, 403)
-        self.assertFalse(
-            self.env["payment.vipps.event"].search([]), msg="Nothing queued."
+        self.assertFalse(self.emulator.requests, msg="Vipps is not called.")
+        self.assertEqual(
+            self.env["payment.vipps.outbox"].search([]), outbox, msg="Nothing queued."
         )
         self.assertEqual(tx.state, "pending", msg="Nothing changes.")
 

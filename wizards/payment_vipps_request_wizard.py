@@ -21,9 +21,10 @@ class PaymentVippsRequestWizard(models.TransientModel):
         if self.env.context.get("active_model") != "account.move":
             raise UserError(self.env._("Open this from customer invoices."))
         invoices = self.env["account.move"].browse(self.env.context.get("active_ids"))
+        invoices._vipps_check_rights()
         lines = []
         for invoice in invoices:
-            line = {"invoice_id": invoice.id, "amount": invoice.amount_residual}
+            line = {"invoice_id": invoice.id, "amount": invoice._vipps_payable()[0]}
             try:
                 provider = invoice._vipps_get_provider()
                 line["expires_at"] = invoice._vipps_default_expiry(provider)
@@ -46,6 +47,7 @@ class PaymentVippsRequestWizard(models.TransientModel):
         """Send the requests; report what was not sent."""
         self.ensure_one()
         invoices = self.line_ids.invoice_id
+        invoices._vipps_check_rights()
         wishes = [
             {
                 "invoice": line.invoice_id,
