@@ -4,6 +4,7 @@ from datetime import timedelta
 from werkzeug import urls
 
 from odoo import Command, api, fields, models
+from odoo.exceptions import UserError
 from odoo.tools import float_round, format_amount
 from odoo.tools import hmac as hmac_tool
 
@@ -208,7 +209,7 @@ class PaymentTransaction(models.Model):
             provider_sudo._vipps_add_category(
                 self.reference, "GENERAL", invoice._vipps_order_details_url()
             )
-        self.env["payment.vipps.outbox"]._vipps_record_create(self)
+        self.env["payment.vipps.outbox"]._vipps_record_intent(self)
         try:
             answer = provider_sudo._vipps_create_payment(
                 self._vipps_prepare_create_payload(),
@@ -826,9 +827,11 @@ class PaymentTransaction(models.Model):
             if self.vipps_state == "CREATED" and self._vipps_invoices_closed():
                 self._vipps_withdraw()
             elif self.vipps_state == "AUTHORIZED":
-                self._vipps_settle_authorized()
+                self.with_context(vipps_settling=True)._vipps_settle_authorized()
         except VippsError as error:
             if error.transient:
+                if self.env.context.get("vipps_raise_transient"):
+                    raise  # the outbox tries again, and keeps the reason
                 _logger.info(
                     "Vipps: %s left for a later read: %s", self.reference, error
                 )
@@ -965,12 +968,15 @@ class PaymentTransaction(models.Model):
         )
         if self.provider_code != "vipps":
             return child_capture_tx
+        captured = self._vipps_minor(self.vipps_captured_amount)
+        value = self._vipps_minor(amount_to_capture or self.amount)
         if child_capture_tx:
             child_capture_tx.vipps_operation = "capture"
             child_capture_tx._vipps_send_part()
         else:
-            value = self._vipps_minor(amount_to_capture or self.amount)
             self._vipps_modify("capture", value, ("capture", value))
+        if self._vipps_minor(self.vipps_captured_amount) - captured < value:
+            self._vipps_unconfirmed(self.env._("capture"))
         return child_capture_tx
 
     def _send_void_request(self, amount_to_void=None):
@@ -982,12 +988,34 @@ class PaymentTransaction(models.Model):
         child_void_tx = super()._send_void_request(amount_to_void=amount_to_void)
         if self.provider_code != "vipps":
             return child_void_tx
+        released = self._vipps_minor(self.vipps_cancelled_amount)
         if child_void_tx:
             child_void_tx.vipps_operation = "release"
             child_void_tx._vipps_send_part()
         else:
             self._vipps_modify("cancel", None, ("cancel",))
+        if self._vipps_minor(self.vipps_cancelled_amount) <= released:
+            self._vipps_unconfirmed(self.env._("release"))
         return child_void_tx
+
+    def _vipps_unconfirmed(self, operation):
+        """An operation Vipps did not confirm: for the accountant who asked, an error
+        (nothing is booked); when Odoo settles a payment itself, a later read does.
+
+        :param str operation: what was asked, translated
+        """
+        if self.env.context.get("vipps_settling"):
+            return
+        raise UserError(
+            self.env._(
+                "Vipps MobilePay did not confirm the %(operation)s of payment "
+                "%(reference)s, so nothing was recorded. Odoo reads the payment again "
+                "regularly and records it if Vipps carried it out; if it is still not "
+                "done later, try again.",
+                operation=operation,
+                reference=self.reference,
+            )
+        )
 
     def _vipps_send_part(self):
         """Send the capture or release a child transaction stands for (again)."""
@@ -1036,7 +1064,11 @@ class PaymentTransaction(models.Model):
         refund_tx = super()._send_refund_request(amount_to_refund=amount_to_refund)
         if self.provider_code != "vipps":
             return refund_tx
-        refund_tx._vipps_send_refund()
+        # Vipps is read first: a refund it shows and Odoo lost (a crash after the
+        # call) is this one asked again, not a second refund.
+        self.with_context(vipps_no_settle=True)._vipps_sync()
+        if refund_tx.state == "draft":
+            refund_tx._vipps_send_refund()
         return refund_tx
 
     def _vipps_send_refund(self):
@@ -1046,6 +1078,7 @@ class PaymentTransaction(models.Model):
         """
         self.ensure_one()
         source = self.source_transaction_id
+        self.env["payment.vipps.outbox"]._vipps_record_intent(source)
         try:
             source._vipps_modify(
                 "refund",
@@ -1187,12 +1220,22 @@ class PaymentTransaction(models.Model):
         transactions = self.search(
             domain, limit=batch_size, order="vipps_last_sync, id"
         )
+        outbox = self.env["payment.vipps.outbox"]
         for tx_id in transactions.ids:
-            self.env["payment.vipps.outbox"]._vipps_isolated(
+            polled = outbox._vipps_isolated(
                 lambda env, tx_id=tx_id: env["payment.transaction"]
+                .sudo()
                 .browse(tx_id)
                 ._vipps_poll_one()
             )
+            if not polled:
+                # Failed and rolled back: to the back of the line, not first again.
+                outbox._vipps_isolated(
+                    lambda env, tx_id=tx_id: env["payment.transaction"]
+                    .sudo()
+                    .browse(tx_id)
+                    .write({"vipps_last_sync": now})
+                )
         remaining = self.search_count(domain) if len(transactions) == batch_size else 0
         self.env["ir.cron"]._notify_progress(
             done=len(transactions), remaining=remaining
@@ -1205,6 +1248,7 @@ class PaymentTransaction(models.Model):
         except VippsError as error:
             _logger.warning("Vipps poll of %s failed: %s", self.reference, error)
         self.vipps_last_sync = fields.Datetime.now()
+        return True
 
 
 def _to_minor(currency, amount):

@@ -12,7 +12,6 @@ from ..exceptions import VippsBusyError, VippsError
 _logger = logging.getLogger(__name__)
 
 
-
 class PaymentVippsOutbox(models.Model):
     """Vipps work deferred out of the transaction that asked for it.
 
@@ -91,7 +90,11 @@ class PaymentVippsOutbox(models.Model):
     def action_retry(self):
         """Try the selected rows again now."""
         self.write(
-            {"state": "pending", "next_attempt_at": fields.Datetime.now(), "noted": False}
+            {
+                "state": "pending",
+                "next_attempt_at": fields.Datetime.now(),
+                "noted": False,
+            }
         )
         self._vipps_trigger(fields.Datetime.now())
         return True
@@ -162,26 +165,34 @@ class PaymentVippsOutbox(models.Model):
         self.env.cr.precommit.add(cron._trigger)
 
     @api.model
-    def _vipps_record_create(self, tx):
-        """Record a create about to be sent, committed at once in a transaction of
-        its own: if the Odoo side of the create is lost, this row still names it."""
+    def _vipps_record_intent(self, tx):
+        """Record a Vipps write about to be sent, committed at once in a transaction
+        of its own: if the Odoo side of the write is lost (a crash before the
+        commit), this row still names the payment, and the job reads it later.
+
+        :param tx: a transaction being created at Vipps (named by its reference:
+            Odoo may lose it), or a committed one whose payment is about to change
+            (a refund)
+        """
         when = fields.Datetime.now() + timedelta(
             minutes=const.CREATE_CHECK_DELAY_MINUTES
         )
+        committed = tx.vipps_state and tx.id
         with self.env.registry.cursor() as cr:
             cr.execute(
                 """
                 INSERT INTO payment_vipps_outbox
-                    (operation, state, provider_id, move_id, reference, attempts,
-                     next_attempt_at, user_id, create_uid, create_date, write_uid,
-                     write_date)
-                VALUES ('sync', 'pending', %s, %s, %s, 0, %s, %s, %s,
+                    (operation, state, provider_id, move_id, transaction_id,
+                     reference, attempts, next_attempt_at, user_id, create_uid,
+                     create_date, write_uid, write_date)
+                VALUES ('sync', 'pending', %s, %s, %s, %s, 0, %s, %s, %s,
                         NOW() AT TIME ZONE 'UTC', %s, NOW() AT TIME ZONE 'UTC')
                 """,
                 [
                     tx.provider_id.id,
                     tx.invoice_ids[:1].id or None,
-                    tx.reference,
+                    committed or None,
+                    None if committed else tx.reference,
                     when,
                     self.env.uid,
                     self.env.uid,
@@ -268,7 +279,9 @@ class PaymentVippsOutbox(models.Model):
         elif self.operation == "refund":
             return self._vipps_run_refund()
         elif self.transaction_id:
-            self._vipps_run_sync(self.transaction_id)
+            self._vipps_run_sync(
+                self.transaction_id.with_context(vipps_raise_transient=True)
+            )
         else:
             self._vipps_run_check_reference()
 
@@ -400,7 +413,9 @@ class PaymentVippsOutbox(models.Model):
         )
         refund_tx = self.transaction_id
         if refund_tx.operation == "refund" and refund_tx.state == "draft":
-            refund_tx._set_error(self.last_error)  # refused: not to be sent again
+            # Refused: not to be sent again. Odoo's own message says why.
+            refund_tx._set_error(self.last_error)
+            self.noted = True
         self._vipps_note_failure()
 
     def _vipps_note_failure(self):
@@ -414,7 +429,8 @@ class PaymentVippsOutbox(models.Model):
         invoice.message_post(
             body=self.env._(
                 "Vipps MobilePay: %(what)s keeps failing; Odoo goes on trying "
-                "(Invoicing > Configuration > Online Payments > Vipps MobilePay Outbox): %(reason)s",
+                "(Invoicing > Configuration > Online Payments > Vipps MobilePay "
+                "Outbox): %(reason)s",
                 what=dict(self._fields["operation"]._description_selection(self.env))[
                     self.operation
                 ],
@@ -443,7 +459,9 @@ def _process_next_row(env):
         with env.cr.savepoint():
             finished = row._vipps_run() is not False
     except psycopg2.OperationalError as error:
-        _logger.info("Vipps outbox %s %s: retry later (%s)", row.id, row.operation, error)
+        _logger.info(
+            "Vipps outbox %s %s: retry later (%s)", row.id, row.operation, error
+        )
         row._vipps_retry(error)
     except VippsError as error:
         _logger.info("Vipps outbox %s %s: %s", row.id, row.operation, error)
