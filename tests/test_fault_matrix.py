@@ -184,8 +184,9 @@ class TestVippsCreateFaults(VippsFaultCommon):
         the accountant is told that nothing was sent, and nothing exists."""
         invoice = self.create_invoice()
         self.inject("createPayment", "lost_not_done")
-        with self.faulty("lost_not_done"), self.assertRaisesRegex(
-            VippsError, "Nothing was sent"
+        with (
+            self.faulty("lost_not_done"),
+            self.assertRaisesRegex(VippsError, "Nothing was sent"),
         ):
             invoice._vipps_request_payment()
         self.assertFalse(self.emulator.payments)
@@ -368,8 +369,9 @@ class TestVippsCaptureFaults(VippsFaultCommon):
         invoice, tx = self.approved_request()
         tx._vipps_sync()
         self.inject("capturePayment", "lost_not_done")
-        with self.faulty("lost_not_done"), self.assertRaisesRegex(
-            UserError, "did not confirm the capture"
+        with (
+            self.faulty("lost_not_done"),
+            self.assertRaisesRegex(UserError, "did not confirm the capture"),
         ):
             tx.action_capture()
         self.env.invalidate_all()
@@ -746,9 +748,7 @@ class TestVippsRaces(VippsFaultCommon):
         self.assert_paid_once(invoice)
         self.assert_nothing_live(invoice)
         self.assert_books_match(invoice)
-        captured = [
-            tx for tx in (push, link, pay_now) if tx.vipps_captured_amount
-        ]
+        captured = [tx for tx in (push, link, pay_now) if tx.vipps_captured_amount]
         self.assertEqual(len(captured), 1)
 
     def test_approval_read_twice_captured_once(self):
@@ -828,7 +828,9 @@ class TestVippsIsolation(VippsFaultCommon):
         self.assertEqual(row.attempts, 5)
         self.assertEqual(row.state, "pending", msg="Withdrawals never give up.")
         self.assertEqual(delays, sorted(delays), msg="Backoff grows.")
-        notes = invoice.message_ids.filtered(lambda m: "keeps failing" in (m.body or ""))
+        notes = invoice.message_ids.filtered(
+            lambda m: "keeps failing" in (m.body or "")
+        )
         self.assertEqual(len(notes), 1)
         self.run_outbox(due_in_minutes=24 * 60)
         self.assertEqual(tx.state, "cancel")

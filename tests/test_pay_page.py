@@ -136,6 +136,19 @@ class TestVippsPayPage(VippsHttpCommon):
         self.assertEqual(push.vipps_user_flow, "PUSH_MESSAGE")
         self.assertEqual(self.emulator.payment(push.reference).phone, "4791234567")
 
+    def test_repeated_clicks_reuse_one_payment(self):
+        """Twenty clicks on Pay make one payment at Vipps, not twenty, and they do not
+        block the accountant's push request."""
+        invoice = self.create_invoice(partner=self.customer_by_email)
+        locations = {self._click_pay(invoice).headers["Location"] for __ in range(20)}
+        self.assertEqual(len(locations), 1)
+        self.assertEqual(len(self.vipps_calls("createPayment")), 1)
+        # Asking to share the number is another payment (another consent screen).
+        self._click_pay(invoice, share_phone=True)
+        self.assertEqual(len(self.emulator.payments), 2)
+        push = invoice._vipps_request_payment(phone="+47 912 34 567")
+        self.assertEqual(push.vipps_user_flow, "PUSH_MESSAGE")
+
     def test_pay_without_opt_in_asks_nothing(self):
         """Without the opt-in no profile is asked and nothing is stored."""
         invoice = self.create_invoice(partner=self.customer_by_email)
