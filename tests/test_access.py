@@ -82,9 +82,7 @@ class TestVippsAccess(VippsHttpCommon):
         """The public method answers over XML-RPC (ids, not records) after the push
         went out, with the phone, amount and expiry as RPC carries them."""
         invoice = self.create_invoice()
-        expires = fields.Datetime.to_string(
-            fields.Datetime.now() + timedelta(hours=2)
-        )
+        expires = fields.Datetime.to_string(fields.Datetime.now() + timedelta(hours=2))
         ids = self._xmlrpc(
             self.billing,
             "vipps_request_payment",
@@ -114,7 +112,9 @@ class TestVippsAccess(VippsHttpCommon):
                 },
             )
         self.env.invalidate_all()
-        self.assertEqual(self.env["payment.transaction"].browse(ids).invoice_ids, invoice)
+        self.assertEqual(
+            self.env["payment.transaction"].browse(ids).invoice_ids, invoice
+        )
 
     def test_wrong_argument_types_get_a_clear_error(self):
         """A string amount or an unreadable expiry is a UserError naming the
@@ -126,7 +126,9 @@ class TestVippsAccess(VippsHttpCommon):
             ({"phone": 91234567}, "must be text"),
         ):
             with self.subTest(**kwargs), self.assertRaises(xmlrpc.client.Fault) as f:
-                self._xmlrpc(self.billing, "vipps_request_payment", invoice.ids, **kwargs)
+                self._xmlrpc(
+                    self.billing, "vipps_request_payment", invoice.ids, **kwargs
+                )
             self.assertIn(expected, f.exception.faultString)
         with self.assertRaisesRegex(UserError, "must be a number"):
             invoice.vipps_request_payment(amount="500")
@@ -146,8 +148,11 @@ class TestVippsAccess(VippsHttpCommon):
         """Without the transaction's token the return page calls nothing."""
         tx = self.create_invoice()._vipps_request_payment()
         self.emulator.clear_requests()
-        for token in ("", "forged", self.create_invoice()._vipps_request_payment()
-                      ._vipps_return_token()):
+        for token in (
+            "",
+            "forged",
+            self.create_invoice()._vipps_request_payment()._vipps_return_token(),
+        ):
             response = self._return(tx, token=token)
             self.assertEqual(response.status_code, 303)
         self.assertFalse(self.vipps_calls("getPayment"))
@@ -186,8 +191,10 @@ class TestVippsAccess(VippsHttpCommon):
             self._return(tx)
         self.assertEqual(written, [])
         self.emulator.inject_fault("getPayment", count=1, status=400, code=9999)
-        with patch("odoo.addons.payment_vipps.controllers.main._return_read_due",
-                   return_value=True):
+        with patch(
+            "odoo.addons.payment_vipps.controllers.main._return_read_due",
+            return_value=True,
+        ):
             response = self._return(tx)
             with self.server_turn():
                 page = self.url_open(response.headers["Location"])
