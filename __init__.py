@@ -10,6 +10,10 @@ def post_init_hook(env):
 
 
 def uninstall_hook(env):
+    # Vipps should not go on sending webhooks to an endpoint that no longer exists.
+    env["payment.provider"].search(
+        [("code", "=", "vipps"), ("vipps_webhook_id", "!=", False)]
+    )._vipps_drop_webhook()
     reset_payment_provider(env, "vipps")
     _remove_sending_method(env)
 

@@ -1,5 +1,7 @@
 """Constants of the Vipps MobilePay integration: hosts, currencies, payment methods."""
 
+import re
+
 # Vipps has one host per environment for every API (ePayment, Order Management, ...).
 API_URLS = {
     "test": "https://apitest.vipps.no",
@@ -19,6 +21,22 @@ API_VERSION_PATHS = {
     "order_management": "/order-management/v2/ecom",
     "webhooks": "/webhooks/v1/webhooks",
     "userinfo": "/vipps-userinfo-api/userinfo",
+}
+
+# A Merchant Serial Number (sales unit) is 4 to 6 digits.
+MSN_PATTERN = re.compile(r"^\d{4,6}$")
+# The database's prefix of Vipps references: letters and digits only.
+REFERENCE_PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9]{0,10}$")
+# A plain http:// base URL is accepted for these hosts only (the local emulator).
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+# Provider fields that tie a webhook registration to a sales unit and environment.
+WEBHOOK_BOUND_FIELDS = {
+    "vipps_merchant_serial_number",
+    "vipps_client_id",
+    "vipps_client_secret",
+    "vipps_subscription_key",
+    "vipps_api_url_override",
+    "state",
 }
 
 # Timeout of every call, in seconds (connect and read each).
@@ -65,6 +83,18 @@ STATUS_MAPPING = {
 ERROR_ALREADY_AUTHORIZED = "6060"  # cancelTransactionOnly on an approved payment
 ERROR_REFERENCE_EXISTS = "4150"  # create with a reference Vipps already has
 ERROR_NOT_FOUND = "5090"  # no payment with that reference
+ERROR_IDEMPOTENCY_CONFLICT = "4020"  # this key was used with another body
+ERROR_LONG_LIVING_NOT_ALLOWED = "5050"  # expiresAt without the sales unit's approval
+ERROR_PUSH_NOT_ALLOWED = "5080"  # PUSH_MESSAGE without the sales unit's approval
+ERROR_NOT_A_USER = "7010"  # the number is not a Vipps MobilePay user
+ERROR_FUNDS_UNAVAILABLE = "6260"  # capture: the reservation was released early
+ERROR_CAPTURE_LATER = "6280"  # capture failed at Vipps: try again, same key
+# Refusals of a push request that the pay link e-mailed instead answers.
+PUSH_FALLBACK_ERRORS = (
+    ERROR_PUSH_NOT_ALLOWED,
+    ERROR_LONG_LIVING_NOT_ALLOWED,
+    ERROR_NOT_A_USER,
+)
 
 # The answer of a write was lost or Vipps failed on its side: whether it was carried
 # out can only be known by reading the payment again.
@@ -98,6 +128,8 @@ ORDER_DETAILS_ROUTE = "/payment/vipps/invoice"
 # Webhook deliveries signed more than this many seconds before or after our clock are
 # refused as stale (replays).
 WEBHOOK_MAX_AGE = 300
+# A webhook body is a small JSON object: anything larger is refused unread.
+WEBHOOK_MAX_BODY = 64 * 1024
 
 # The ePayment events the webhook is registered for.
 WEBHOOK_EVENTS = (
@@ -137,6 +169,9 @@ OUTBOX_MAX_RETRY_SECONDS = 6 * 3600
 # stop being retried (failed), withdrawals and checks go on at the longest delay.
 OUTBOX_NOTE_AFTER_ATTEMPTS = 3
 OUTBOX_MAX_ATTEMPTS = 8
+# Vipps keeps what a customer shares (profile data) this long after consent.
+USERINFO_RETENTION_HOURS = 168
+
 # Rows one run of the outbox job takes at most (each in its own transaction).
 OUTBOX_BATCH_SIZE = 50
 
@@ -152,3 +187,4 @@ METADATA_FLOW = "odooFlow"
 BULK_QUEUE_THRESHOLD = 20
 PAY_ROUTE = "/payment/vipps/pay"
 CONSENT_WITHDRAW_ROUTE = "/payment/vipps/consent/withdraw"
+CONSENT_CONFIRM_ROUTE = "/payment/vipps/consent/confirm"

@@ -2,6 +2,10 @@
 
 from odoo.exceptions import ValidationError
 
+# Vipps error codes that mean "try again shortly with the same key": an operation
+# in progress on the payment (6160, 6250), a capture that failed at Vipps (6280).
+TRANSIENT_CODES = ("6160", "6250", "6280")
+
 
 class VippsError(ValidationError):
     """Vipps refused a call or could not be reached; the message is for the user.
@@ -26,8 +30,13 @@ class VippsError(ValidationError):
 
     @property
     def transient(self):
-        """Whether trying again later may succeed (Vipps busy, down or unreachable)."""
-        return self.status in (423, 429) or (self.status or 0) >= 500
+        """Whether trying again later may succeed (Vipps busy, down or unreachable,
+        or a capture Vipps asks to try again with the same key)."""
+        return (
+            self.status in (423, 429)
+            or (self.status or 0) >= 500
+            or self.code in TRANSIENT_CODES
+        )
 
 
 class VippsUnreachableError(VippsError):

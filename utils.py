@@ -3,7 +3,10 @@
 import base64
 import hashlib
 import hmac
+import json
 import re
+from datetime import date, datetime, timezone
+from urllib.parse import urlsplit
 
 import phonenumbers
 
@@ -27,11 +30,20 @@ def mask_phone(number):
     return digits[:2] + "*" * (len(digits) - 4) + digits[-2:]
 
 
+_URL_TOKEN = re.compile(r"((?:access_)?token=)[^&#\s]+", re.IGNORECASE)
+
+
+def mask_url(text):
+    """Return a text with the tokens in its URLs hidden (access_token=***)."""
+    return _URL_TOKEN.sub(r"\1***", text)
+
+
 def mask(data):
     """Return a copy of a JSON-like structure that is safe to log.
 
-    Phone numbers keep only their first and last two digits; secrets, tokens and
-    e-mail addresses are replaced entirely.
+    Phone numbers keep only their first and last two digits; secrets, tokens,
+    e-mail addresses and the tokens in URLs (an invoice's access token in
+    orderDetailsUrl, the return token) are replaced entirely.
     """
     if isinstance(data, dict):
         masked = {}
@@ -45,6 +57,8 @@ def mask(data):
         return masked
     if isinstance(data, list):
         return [mask(item) for item in data]
+    if isinstance(data, str):
+        return mask_url(data)
     return data
 
 
@@ -99,6 +113,25 @@ def content_sha256(body):
     return base64.b64encode(hashlib.sha256(body).digest()).decode()
 
 
+def signed_host(url):
+    """The host of a URL as Vipps signs it: what a browser's URL.host gives, lower
+    case, with the port only when it is not the scheme's default."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if ":" in host:  # IPv6
+        host = f"[{host}]"
+    default_port = {"http": 80, "https": 443}.get(parts.scheme.lower())
+    if parts.port and parts.port != default_port:
+        host = f"{host}:{parts.port}"
+    return host
+
+
+def signed_path(url):
+    """The path and query of a URL as Vipps signs it."""
+    parts = urlsplit(url)
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+
 def compute_webhook_signature(secret, path_and_query, date, host, content_hash):
     """Return the base64 HMAC-SHA256 signature Vipps puts on a webhook delivery.
 
@@ -116,43 +149,75 @@ def compute_webhook_signature(secret, path_and_query, date, host, content_hash):
 _REFERENCE_FORBIDDEN = re.compile(r"[^A-Za-z0-9-]+")
 
 
-def vipps_reference_prefix(prefix, max_length=44):
+def vipps_reference_prefix(prefix, database_prefix="", max_length=44):
     """Turn an Odoo reference prefix into one Vipps accepts: [A-Za-z0-9-], 8 to 50.
 
-    Invoice names contain slashes (INV/2026/00012 -> INV-2026-00012). Room is left for
-    the "-<n>" suffix Odoo adds to a repeated prefix.
+    Invoice names contain slashes (INV/2026/00012 -> INV-2026-00012). The database's
+    own prefix comes first, so that databases sharing a sales unit never use the
+    same reference. Room is left for the "-<n>" suffix Odoo adds to a repeated
+    prefix.
     """
     cleaned = _REFERENCE_FORBIDDEN.sub("-", prefix or "").strip("-")
-    cleaned = re.sub("-{2,}", "-", cleaned)[:max_length].strip("-")
+    cleaned = re.sub("-{2,}", "-", cleaned)
+    database_prefix = _REFERENCE_FORBIDDEN.sub("", database_prefix or "")
+    if database_prefix and not cleaned.startswith(f"{database_prefix}-"):
+        cleaned = f"{database_prefix}-{cleaned}" if cleaned else database_prefix
+    cleaned = cleaned[:max_length].strip("-")
     if len(cleaned) < 8:
         cleaned = f"odoo-{cleaned}" if cleaned else "odoo-payment"
     return cleaned[:max_length].ljust(8, "0")
 
 
+def fingerprint(data):
+    """A short digest of a JSON-like value (its canonical JSON)."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
 # === Phone numbers === #
 
 
-def normalize_msisdn(number, country_code=None):
-    """Return a mobile number in Vipps's MSISDN form (country code + number, digits).
+def to_e164(number, country_code=None, international=False):
+    """Return a mobile number in E.164 (+4791234567), or None if it is not one.
 
-    :param str number: the number as typed, with or without +, 00, spaces; or an
-        MSISDN as Vipps gives it (country code first, digits only)
+    :param str number: the number as typed (with or without +, 00, spaces), or as
+        Vipps gives it (an MSISDN: country code first, digits only)
     :param str country_code: ISO country of the customer, for national numbers
-    :return: e.g. "4791234567", or None when it is not a valid mobile number
+    :param bool international: the number is an MSISDN from Vipps: it is never read
+        in the customer's national plan (a Norwegian MSISDN of a Finnish customer
+        stays Norwegian)
     """
     if not number:
         return None
     text = str(number).strip()
     if text.startswith("00"):
         text = "+" + text[2:]
-    candidates = [text]
-    if text.isdigit():
-        candidates.append("+" + text)  # an MSISDN: country code first
+    digits = re.sub(r"\D", "", text)
+    if international or text.startswith("+"):
+        candidates = ["+" + digits]
+    else:
+        candidates = [text, "+" + digits] if text.isdigit() else [text]
     for candidate in candidates:
-        msisdn = _mobile_e164(candidate, country_code)
-        if msisdn:
-            return msisdn
+        e164 = _mobile_e164(candidate, None if international else country_code)
+        if e164:
+            return e164
     return None
+
+
+def msisdn(e164):
+    """Return the MSISDN Vipps wants (country code and number, digits only)."""
+    return re.sub(r"\D", "", e164 or "")
+
+
+def format_phone(e164):
+    """Return an E.164 number as people read it: +47 912 34 567."""
+    try:
+        parsed = phonenumbers.parse(e164)
+    except phonenumbers.NumberParseException:
+        return e164
+    return phonenumbers.format_number(
+        parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL
+    )
 
 
 def _mobile_e164(text, country_code):
@@ -167,11 +232,38 @@ def _mobile_e164(text, country_code):
         phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
     ):
         return None
-    msisdn = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)[1:]
-    return msisdn if 10 <= len(msisdn) <= 15 else None
+    e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    # Greenlandic numbers (+299 and 6 digits) are the shortest Vipps accepts.
+    return e164 if 8 <= len(e164) - 1 <= 15 else None
+
+
+# === Brand === #
+
+# MobilePay becomes Vipps in Denmark and Finland on this day; NOK was Vipps always.
+BRAND_CHANGE = date(2027, 1, 12)
+
+
+def brand(currency_name, today):
+    """The name of the app a customer paying in `currency_name` knows on `today`."""
+    if currency_name == "NOK" or today >= BRAND_CHANGE:
+        return "Vipps"
+    return "MobilePay"
 
 
 # === Formatting === #
+
+
+def parse_rfc3339(text):
+    """Return Vipps's RFC 3339 timestamp as a naive UTC datetime, or None."""
+    if not text or not isinstance(text, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo:
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return moment.replace(microsecond=0)
 
 
 def format_rfc3339(moment):
@@ -180,6 +272,15 @@ def format_rfc3339(moment):
 
 
 def format_quantity(quantity):
-    """Format a quantity as Vipps's string: up to 8 decimals, no trailing zeros."""
-    text = f"{abs(quantity):.8f}".rstrip("0").rstrip(".")
-    return text or "0"
+    """Format a quantity as Vipps's string: digits, up to 8 decimals, no trailing
+    zeros, at most 10 characters (decimals are rounded off to fit).
+
+    :return: the text, or None when even the whole number does not fit
+    """
+    for decimals in range(8, -1, -1):
+        text = f"{abs(quantity):.{decimals}f}"
+        if "." in text:
+            text = text.rstrip("0").rstrip(".")
+        if len(text) <= 10:
+            return text if text.strip("0.") else "0"
+    return None

@@ -4,9 +4,8 @@ import json
 import logging
 import pprint
 import time
-from urllib.parse import urlsplit
 
-from werkzeug.exceptions import Forbidden
+from werkzeug.exceptions import Forbidden, RequestEntityTooLarge
 
 from odoo import http
 from odoo.exceptions import AccessError, MissingError, UserError, ValidationError
@@ -44,47 +43,61 @@ class VippsController(http.Controller):
 
     @http.route(_webhook_url, type="http", auth="public", methods=["POST"], csrf=False)
     def vipps_webhook(self):
-        """Take one webhook delivery: verify it, queue it, answer at once.
+        """Take one webhook delivery: verify it, follow the payment, answer.
 
-        The signature is checked fail-closed (403 when missing, wrong or stale).
-        The event is only a signal: it is queued (duplicates dropped) and the queue's
-        job reads the payment back from Vipps before changing anything.
+        Fail-closed: the signature is checked on the raw body before anything is
+        parsed (403 when missing, wrong, stale or not plain ASCII; 413 when the body
+        is too large; 403 when a signed body is not a JSON object). The event is only
+        a signal: the payment is read back from Vipps before anything changes.
         """
+        length = request.httprequest.content_length
+        if length and length > const.WEBHOOK_MAX_BODY:
+            raise RequestEntityTooLarge()
         body = request.httprequest.get_data()
+        if len(body) > const.WEBHOOK_MAX_BODY:
+            raise RequestEntityTooLarge()
+        provider_sudo = self._vipps_verify_signature(body)
         try:
             event = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             event = None
         if not isinstance(event, dict):
             _logger.warning("Vipps webhook with a body that is not a JSON object")
             raise Forbidden()
-        provider_sudo = self._vipps_verify_signature(event, body)
         _logger.info("Vipps webhook received:\n%s", pprint.pformat(utils.mask(event)))
-        request.env["payment.transaction"].sudo()._vipps_handle_webhook(
-            provider_sudo, event
-        )
+        if str(event.get("msn") or "") != provider_sudo.vipps_merchant_serial_number:
+            _logger.warning("Vipps webhook for another sales unit: ignored")
+        else:
+            request.env["payment.transaction"].sudo()._vipps_handle_webhook(
+                provider_sudo, event
+            )
         return request.make_json_response({}, status=200)
 
     @staticmethod
-    def _vipps_verify_signature(event, body):
+    def _vipps_verify_signature(body):
         """Return the provider whose webhook secret signed this delivery.
 
         :raise Forbidden: if no provider's secret verifies the signature, the content
-            hash does not match the body, or the date is missing or stale
+            hash does not match the body, a header is not plain ASCII, or the date is
+            missing or stale
         """
         headers = request.httprequest.headers
-        date = headers.get("x-ms-date") or ""
-        content_hash = headers.get("x-ms-content-sha256") or ""
-        authorization = headers.get("Authorization") or ""
+        try:
+            date = (headers.get("x-ms-date") or "").encode("ascii")
+            content_hash = (headers.get("x-ms-content-sha256") or "").encode("ascii")
+            authorization = (headers.get("Authorization") or "").encode("ascii")
+        except UnicodeEncodeError:
+            _logger.warning("Vipps webhook with non-ASCII signature headers: refused")
+            raise Forbidden() from None
         if not (date and content_hash and authorization):
             _logger.warning("Vipps webhook without signature headers: refused")
             raise Forbidden()
-        if not hmac.compare_digest(content_hash, utils.content_sha256(body)):
+        if not hmac.compare_digest(content_hash, utils.content_sha256(body).encode()):
             _logger.warning("Vipps webhook whose content hash does not match: refused")
             raise Forbidden()
         try:
-            sent_at = email.utils.parsedate_to_datetime(date).timestamp()
-        except (TypeError, ValueError):
+            sent_at = email.utils.parsedate_to_datetime(date.decode()).timestamp()
+        except (TypeError, ValueError, IndexError, OverflowError):
             sent_at = None
         if sent_at is None or abs(time.time() - sent_at) > const.WEBHOOK_MAX_AGE:
             _logger.warning("Vipps webhook with a missing or stale date: refused")
@@ -96,26 +109,24 @@ class VippsController(http.Controller):
                 [
                     ("code", "=", "vipps"),
                     ("state", "!=", "disabled"),
-                    ("vipps_merchant_serial_number", "=", str(event.get("msn") or "")),
                     ("vipps_webhook_secret", "!=", False),
                 ]
             )
         )
         for provider_sudo in providers_sudo:
-            url = urlsplit(provider_sudo.vipps_webhook_url or "")
-            path_and_query = url.path + (f"?{url.query}" if url.query else "")
+            url = provider_sudo.vipps_webhook_url or ""
             signature = utils.compute_webhook_signature(
                 provider_sudo.vipps_webhook_secret,
-                path_and_query,
-                date,
-                url.netloc,
-                content_hash,
+                utils.signed_path(url),
+                date.decode(),
+                utils.signed_host(url),
+                content_hash.decode(),
             )
             expected = (
                 "HMAC-SHA256 SignedHeaders=x-ms-date;host;x-ms-content-sha256"
                 f"&Signature={signature}"
             )
-            if hmac.compare_digest(authorization, expected):
+            if hmac.compare_digest(authorization, expected.encode()):
                 return provider_sudo
         _logger.warning("Vipps webhook with an invalid signature: refused")
         raise Forbidden()
@@ -201,6 +212,28 @@ class VippsController(http.Controller):
             request.env._("withdrawn by the customer")
         )
         return request.redirect(invoice_sudo._vipps_pay_url())
+
+    @http.route(
+        f"{const.CONSENT_CONFIRM_ROUTE}/<int:partner_id>",
+        type="http",
+        auth="public",
+        methods=["GET", "POST"],
+    )
+    def vipps_confirm_phone(self, partner_id, token=None, **kwargs):
+        """The customer confirms a new number shared in the app (e-mailed link).
+
+        GET only shows the question (mail scanners open links); POST confirms.
+        """
+        partner_sudo = request.env["res.partner"].sudo().browse(partner_id).exists()
+        expected = partner_sudo.vipps_phone_pending_token if partner_sudo else None
+        valid = bool(expected and token and consteq(token, expected))
+        values = {"partner": partner_sudo, "token": token, "state": "ask"}
+        if not valid:
+            values["state"] = "invalid"
+        elif request.httprequest.method == "POST":
+            partner_sudo._vipps_confirm_pending_phone(token)
+            values["state"] = "done"
+        return request.render("payment_vipps.consent_confirm_page", values)
 
     @staticmethod
     def _vipps_invoice_from_token(invoice_id, access_token):

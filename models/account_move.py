@@ -9,6 +9,7 @@ from odoo.exceptions import AccessError, UserError, ValidationError
 from odoo.tools import format_date, str2bool
 
 from .. import const, utils
+from ..exceptions import VippsError
 
 _logger = logging.getLogger(__name__)
 
@@ -75,6 +76,11 @@ class AccountMove(models.Model):
                 invoice.move_type == "out_invoice"
                 and not invoice._vipps_payable()[1]
                 and not invoice._vipps_waiting_request()
+                and bool(
+                    self.env["payment.provider"]._vipps_find(
+                        invoice.company_id, invoice.currency_id
+                    )
+                )
             )
 
     def _vipps_last_transaction(self):
@@ -99,12 +105,14 @@ class AccountMove(models.Model):
             paid_by = credit_note._vipps_refundable_payment()
             if paid_by:
                 outbox._vipps_enqueue("refund", move=credit_note, transaction=paid_by)
-        auto = posted.filtered(
-            lambda move: move.move_type == "out_invoice"
-            and move.company_id in self._vipps_auto_companies()
-        )
-        for invoice in auto:
-            outbox._vipps_enqueue("request", move=invoice, values={"auto": True})
+        for invoice in posted.filtered(lambda move: move.move_type == "out_invoice"):
+            provider = self.env["payment.provider"]._vipps_find(
+                invoice.company_id, invoice.currency_id
+            )
+            if provider.vipps_auto_request:
+                outbox._vipps_enqueue(
+                    "request", provider=provider, move=invoice, values={"auto": True}
+                )
         return posted
 
     # === ACTION METHODS === #
@@ -359,13 +367,16 @@ class AccountMove(models.Model):
         self.ensure_one()
         if self._vipps_payable()[1]:
             return False
-        return bool(self.env["payment.provider"]._vipps_find(self.company_id))
+        return bool(
+            self.env["payment.provider"]._vipps_find(self.company_id, self.currency_id)
+        )
 
     def _vipps_brand(self):
-        """The app the customer knows: Vipps in Norway (NOK), MobilePay in Denmark
-        (DKK) and Finland (EUR)."""
+        """The app the customer knows: Vipps in Norway (NOK); MobilePay in Denmark
+        (DKK) and Finland (EUR) until the brand change of 12 January 2027, Vipps
+        there too from that day."""
         self.ensure_one()
-        return "Vipps" if self.currency_id.name == "NOK" else "MobilePay"
+        return utils.brand(self.currency_id.name, fields.Date.context_today(self))
 
     def _vipps_pay_url(self):
         """The public "Pay with Vipps" page of the invoice (e-mails, QR code)."""
@@ -444,8 +455,10 @@ class AccountMove(models.Model):
         invoice's chatter and the others go ahead.
 
         :param str phone: the customer's mobile number (default: the one the customer
-            shared through Vipps, else the customer's mobile). Without a usable
-            number the customer is e-mailed a "Pay with Vipps" link instead.
+            agreed to receive requests on, else the customer's mobile). A request
+            goes to the app only on a number the customer agreed to (shared in the
+            app, or confirmed by an accountant in the Request via Vipps wizard);
+            otherwise the customer is e-mailed a "Pay with Vipps" link instead.
         :param float amount: the amount to request (default: the amount due)
         :param expires_at: when the request expires, a datetime or a string
             "YYYY-MM-DD HH:MM:SS" in UTC (default: the due date, within the
@@ -460,7 +473,9 @@ class AccountMove(models.Model):
             expires_at=_checked_datetime(self.env, expires_at),
         ).ids
 
-    def _vipps_request_payment(self, phone=None, amount=None, expires_at=None):
+    def _vipps_request_payment(
+        self, phone=None, amount=None, expires_at=None, consent=False
+    ):
         requests = self._vipps_prepare_requests(
             [
                 {
@@ -468,6 +483,7 @@ class AccountMove(models.Model):
                     "phone": phone,
                     "amount": amount,
                     "expires_at": expires_at,
+                    "consent": consent,
                 }
                 for invoice in self
             ]
@@ -483,14 +499,13 @@ class AccountMove(models.Model):
         problems, requests, providers = [], [], {}
         for wish in wishes:
             invoice = wish["invoice"]
+            market = (invoice.company_id, invoice.currency_id)
             try:
-                if invoice.company_id not in providers:
-                    providers[invoice.company_id] = invoice._vipps_get_provider()
-                requests.append(
-                    invoice._vipps_prepare_request(
-                        provider=providers[invoice.company_id], **wish
-                    )
+                request = invoice._vipps_prepare_request(
+                    provider=providers.get(market), **wish
                 )
+                providers[market] = request["provider"]
+                requests.append(request)
             except UserError as error:
                 problems.append(f"{invoice.display_name}: {error.args[0]}")
         if problems:
@@ -503,7 +518,7 @@ class AccountMove(models.Model):
         transactions = self.env["payment.transaction"]
         emailed = [request for request in requests if request.get("email")]
         for request in emailed:
-            request["invoice"]._vipps_email_pay_link()
+            request["invoice"]._vipps_email_pay_link(reason=request["reason"])
         requests = [request for request in requests if not request.get("email")]
         if len(requests) == 1:
             return requests[0]["invoice"]._vipps_send_request(requests[0])
@@ -526,15 +541,27 @@ class AccountMove(models.Model):
         )
 
     def _vipps_prepare_request(
-        self, invoice=None, phone=None, amount=None, provider=None, **values
+        self,
+        invoice=None,
+        phone=None,
+        amount=None,
+        provider=None,
+        consent=False,
+        **values,
     ):
         """Check that this invoice can be requested and complete the request values.
 
-        :param provider: the company's Vipps provider, when the caller has it
+        A push goes only to a number the customer agreed to receive requests on
+        (shared in the app, or confirmed by the accountant: `consent`), and only
+        where the sales unit may push; otherwise the customer is e-mailed the
+        "Pay with Vipps" link.
+
+        :param provider: the invoice's Vipps provider, when the caller has it
+        :param bool consent: the accountant confirms that the customer agreed to
+            receive requests on `phone` (recorded with who and when)
         :raise UserError: with the reason when it cannot
         """
         self.ensure_one()
-        provider = provider or self._vipps_get_provider()
         if self.state != "posted":
             raise UserError(self.env._("Only posted invoices can be paid with Vipps."))
         if self.move_type != "out_invoice":
@@ -544,6 +571,7 @@ class AccountMove(models.Model):
         due, problem = self._vipps_payable()
         if problem:
             raise UserError(problem)
+        provider = provider or self._vipps_get_provider()
         waiting = self._vipps_waiting_request()
         if waiting:
             raise UserError(
@@ -566,31 +594,54 @@ class AccountMove(models.Model):
                 )
             )
         typed_phone = self._vipps_default_phone() if phone is None else phone
-        msisdn = utils.normalize_msisdn(typed_phone, self._vipps_country_code())
-        if not typed_phone or (phone is None and not msisdn):
-            # No usable number known: e-mail the "Pay with Vipps" link instead.
-            if not self.partner_id.email:
-                raise UserError(
-                    self.env._(
-                        "%s has neither a mobile number nor an e-mail address.",
-                        self.partner_id.display_name,
-                    )
-                )
-            return {"invoice": self, "provider": provider, "email": True}
-        if not msisdn:
+        e164 = utils.to_e164(typed_phone, self._vipps_country_code())
+        if phone and not e164:
             raise UserError(
                 self.env._(
                     "%(phone)s is not a valid mobile number for %(partner)s.",
-                    phone=typed_phone,
+                    phone=phone,
                     partner=self.partner_id.display_name,
                 )
             )
+        consented = self.partner_id._vipps_consented_phone()
+        if not provider._vipps_push_possible():
+            reason = self.env._(
+                "the sales unit is not approved for payment requests in the app"
+            )
+        elif not e164:
+            reason = self.env._("no mobile number is known")
+        elif e164 != consented and not consent:
+            reason = self.env._(
+                "the customer has not agreed to receive requests on %s",
+                utils.mask_phone(e164),
+            )
+        else:
+            reason = None
+        if reason:
+            # No number the customer agreed to, or no way into the app: the
+            # "Pay with Vipps" link goes by e-mail instead.
+            if not self.partner_id.email:
+                raise UserError(
+                    self.env._(
+                        "%(partner)s cannot get a payment request in the app "
+                        "(%(reason)s) and has no e-mail address for the pay link.",
+                        partner=self.partner_id.display_name,
+                        reason=reason,
+                    )
+                )
+            return {
+                "invoice": self,
+                "provider": provider,
+                "email": True,
+                "reason": reason,
+            }
         expires_at = values.get("expires_at") or self._vipps_default_expiry(provider)
         provider._vipps_check_expiry(expires_at)
         return {
             "invoice": self,
             "provider": provider,
-            "phone": msisdn,
+            "phone": e164,
+            "consent": e164 != consented,
             "amount": amount,
             "expires_at": expires_at,
         }
@@ -599,18 +650,40 @@ class AccountMove(models.Model):
         """Create the transaction and the push payment at Vipps for one invoice.
 
         All or nothing: when Vipps refuses, the transaction is rolled back with it.
+        When the refusal means the request cannot reach the app (push or long-living
+        requests not approved for the sales unit, not a Vipps user), the customer is
+        e-mailed the pay link at once and the chatter says why.
+
+        :return: the transaction, or nothing when the link was e-mailed
         """
         self.ensure_one()
-        with self.env.cr.savepoint():
-            tx = self.env["payment.transaction"]._vipps_create_for_invoice(
-                self,
-                request["provider"],
-                request["amount"],
-                "PUSH_MESSAGE",
-                vipps_phone=request["phone"],
-                vipps_expires_at=request["expires_at"],
-            )
-            tx._vipps_send()
+        provider = request["provider"]
+        try:
+            with self.env.cr.savepoint():
+                if request.get("consent"):
+                    self.partner_id._vipps_store_consent(
+                        request["phone"],
+                        self.env._("confirmed by %s", self.env.user.name),
+                        user=self.env.user,
+                    )
+                tx = self.env["payment.transaction"]._vipps_create_for_invoice(
+                    self,
+                    provider,
+                    request["amount"],
+                    "PUSH_MESSAGE",
+                    vipps_phone=request["phone"],
+                    vipps_expires_at=request["expires_at"],
+                )
+                tx._vipps_send()
+        except VippsError as error:
+            if (
+                error.code not in const.PUSH_FALLBACK_ERRORS
+                or not self.partner_id.email
+            ):
+                raise
+            provider._vipps_learn_refusal(error)
+            self._vipps_email_pay_link(reason=error.args[0])
+            return self.env["payment.transaction"]
         return tx
 
     def _vipps_send_queued(self, values):
@@ -631,6 +704,7 @@ class AccountMove(models.Model):
             phone=values.get("phone"),
             amount=values.get("amount"),
             expires_at=fields.Datetime.to_datetime(values.get("expires_at")),
+            consent=values.get("consent", False),
         )
 
     def _vipps_resend_expired(self, expired_tx):
@@ -645,11 +719,10 @@ class AccountMove(models.Model):
         self.ensure_one()
         provider = self._vipps_get_provider()
         partner = self.partner_id
-        if partner.vipps_consent_date and partner.vipps_phone:
-            if provider.vipps_auto_push:
-                self._vipps_request_payment(phone=partner.vipps_phone)
-                return
-        if provider.vipps_auto_email and partner.email:
+        consented = partner._vipps_consented_phone()
+        if consented and provider.vipps_auto_push and provider._vipps_push_possible():
+            self._vipps_request_payment(phone=consented)
+        elif provider.vipps_auto_email and partner.email:
             self._vipps_email_pay_link()
 
     def _vipps_queue_requests(self, wishes):
@@ -665,13 +738,17 @@ class AccountMove(models.Model):
                 move=wish["invoice"],
                 values={
                     "phone": wish.get("phone"),
+                    "consent": wish.get("consent"),
                     "amount": wish.get("amount"),
                     "expires_at": expires_at and fields.Datetime.to_string(expires_at),
                 },
             )
 
-    def _vipps_email_pay_link(self):
-        """E-mail the customer a "Pay with Vipps" button (no usable phone number)."""
+    def _vipps_email_pay_link(self, reason=None):
+        """E-mail the customer a "Pay with Vipps" button, and say why on the invoice.
+
+        :param str reason: why no request went to the app (translated)
+        """
         self.ensure_one()
         template = self.env.ref("payment_vipps.mail_template_pay_link")
         self.message_post_with_source(
@@ -679,40 +756,39 @@ class AccountMove(models.Model):
             subtype_xmlid="mail.mt_comment",
             partner_ids=self.partner_id.ids,
         )
-
-    @api.model
-    def _vipps_auto_companies(self):
-        providers = (
-            self.env["payment.provider"]
-            .sudo()
-            .search(
-                [
-                    ("code", "=", "vipps"),
-                    ("state", "in", ("enabled", "test")),
-                    ("vipps_auto_request", "=", True),
-                ]
+        if reason:
+            self._message_log(
+                body=self.env._(
+                    "The 'Pay with Vipps' link was e-mailed instead of a request in "
+                    "the app: %s",
+                    reason,
+                )
             )
-        )
-        return providers.company_id
 
     def _vipps_get_provider(self):
+        """The sales unit that takes this invoice: the company's Vipps provider for
+        the invoice's currency."""
         self.ensure_one()
-        provider = self.env["payment.provider"]._vipps_find(self.company_id)
+        provider = self.env["payment.provider"]._vipps_find(
+            self.company_id, self.currency_id
+        )
         if not provider or not provider._vipps_is_configured():
             raise UserError(
                 self.env._(
-                    "Vipps MobilePay is not set up for %s: enable the Vipps MobilePay "
-                    "payment provider and fill in its credentials.",
-                    self.company_id.name,
+                    "Vipps MobilePay is not set up for %(company)s in %(currency)s: "
+                    "enable a Vipps MobilePay payment provider whose market is "
+                    "%(currency)s and fill in its credentials.",
+                    company=self.company_id.name,
+                    currency=self.currency_id.name,
                 )
             )
         return provider
 
     def _vipps_default_phone(self):
-        """The number shared through Vipps with consent, else the customer's mobile."""
+        """The number the customer consented to, else the customer's mobile."""
         partner = self.partner_id
         return (
-            partner.vipps_phone
+            partner._vipps_consented_phone()
             or partner.mobile
             or partner.commercial_partner_id.mobile
             or partner.phone

@@ -96,6 +96,47 @@ class PaymentProvider(models.Model):
     vipps_webhook_secret = fields.Char(
         string="Webhook Secret", groups="base.group_system", copy=False, readonly=True
     )
+    vipps_reference_prefix = fields.Char(
+        string="Reference Prefix",
+        default=lambda self: self._vipps_default_reference_prefix(),
+        help="Put before every Vipps reference of this database (K3F9-INV-2026-00012): "
+        "references must be unique per sales unit, so databases that share one (a "
+        "test copy, another company) must each have their own prefix. Up to 10 "
+        "letters and digits; empty for none.",
+    )
+    vipps_currency_id = fields.Many2one(
+        "res.currency",
+        string="Market",
+        domain=[("name", "in", const.SUPPORTED_CURRENCIES)],
+        default=lambda self: self._vipps_default_currency(),
+        context={"active_test": False},
+        help="The one currency of this sales unit's market: NOK (Norway), DKK "
+        "(Denmark) or EUR (Finland). Invoices in that currency are sent through it; "
+        "a company that invoices in several gets one provider per sales unit.",
+    )
+    vipps_push_allowed = fields.Boolean(
+        string="Push Messages Approved",
+        default=True,
+        help="Vipps MobilePay approved this sales unit to send payment requests "
+        "straight to the customer's app (PUSH_MESSAGE). Without it, customers get the "
+        "'Pay with Vipps' link by e-mail. Odoo unticks it when Vipps refuses (5080).",
+    )
+    vipps_long_living_allowed = fields.Boolean(
+        string="Long-Living Requests Approved",
+        default=True,
+        help="Vipps MobilePay approved this sales unit for payment requests that live "
+        "longer than 10 minutes (expiresAt), up to the Longest Request Lifetime. "
+        "Without it a push request would expire before the customer sees it, so "
+        "customers get the 'Pay with Vipps' link by e-mail. Odoo unticks it when "
+        "Vipps refuses (5050).",
+    )
+    vipps_capability_note = fields.Text(
+        string="What Vipps Refused",
+        readonly=True,
+        copy=False,
+        help="When and why Odoo stopped asking Vipps for push messages or long-living "
+        "requests.",
+    )
 
     # === COMPUTE METHODS === #
 
@@ -107,7 +148,66 @@ class PaymentProvider(models.Model):
         )
         return res
 
+    @api.depends("code", "vipps_currency_id")
+    def _compute_available_currency_ids(self):
+        """Override of `payment` to offer a Vipps provider in its market's currency
+        only (Odoo's payment form then routes each invoice to its sales unit)."""
+        return super()._compute_available_currency_ids()
+
+    @api.model
+    def _vipps_default_reference_prefix(self):
+        """Four characters of this database's UUID: another database gets others."""
+        database_uuid = (
+            self.env["ir.config_parameter"].sudo().get_param("database.uuid") or ""
+        )
+        return utils.idempotency_key(database_uuid, "reference")[:4].upper()
+
+    @api.model
+    def _vipps_default_currency(self):
+        currency = self.env.company.currency_id
+        if currency.name not in const.SUPPORTED_CURRENCIES:
+            currency = self.env.ref("base.NOK", raise_if_not_found=False)
+        return currency
+
     # === CONSTRAINT METHODS === #
+
+    @api.constrains("vipps_currency_id")
+    def _check_vipps_currency_id(self):
+        for provider in self.filtered(lambda p: p.code == "vipps"):
+            if provider.vipps_currency_id.name not in const.SUPPORTED_CURRENCIES:
+                raise ValidationError(
+                    self.env._(
+                        "A Vipps MobilePay sales unit takes NOK (Norway), DKK "
+                        "(Denmark) or EUR (Finland)."
+                    )
+                )
+
+    @api.constrains("vipps_reference_prefix")
+    def _check_vipps_reference_prefix(self):
+        for provider in self.filtered(lambda p: p.code == "vipps"):
+            prefix = provider.vipps_reference_prefix or ""
+            if not const.REFERENCE_PREFIX_PATTERN.match(prefix):
+                raise ValidationError(
+                    self.env._(
+                        "The reference prefix may hold up to 10 letters and digits "
+                        "only, not %s.",
+                        prefix,
+                    )
+                )
+
+    @api.constrains("vipps_merchant_serial_number")
+    def _check_vipps_merchant_serial_number(self):
+        for provider in self.filtered(lambda p: p.code == "vipps"):
+            msn = provider.vipps_merchant_serial_number
+            if msn and not const.MSN_PATTERN.match(msn):
+                raise ValidationError(
+                    self.env._(
+                        "%s is not a Merchant Serial Number: Vipps MobilePay's are 4 "
+                        "to 6 digits (the number of the sales unit in the business "
+                        "portal).",
+                        msn,
+                    )
+                )
 
     @api.constrains("vipps_max_expiry_hours")
     def _check_vipps_max_expiry_hours(self):
@@ -123,15 +223,27 @@ class PaymentProvider(models.Model):
     # === CRUD METHODS === #
 
     def write(self, vals):
-        """Override of `base` to register the webhook when the provider is enabled.
+        """Override of `base` to keep exactly one webhook registration per sales unit.
 
+        The registration of a provider that is disabled, or whose credentials or
+        environment change, is deleted first (with the old credentials; an obsolete
+        endpoint should not be left answering errors to Vipps); a provider that is
+        enabled (again) registers, and a failed registration refuses the save.
         A token issued for other credentials is not used again: tokens are stored
         with a fingerprint of the credentials they were issued for.
         """
+        vipps = self.filtered(lambda p: p.code == "vipps")
+        bound = set(vals) & const.WEBHOOK_BOUND_FIELDS
+        leaving = vipps.sudo().filtered(
+            lambda p: p.vipps_webhook_id
+            and any(p[field] != (vals[field] or False) for field in bound)
+        )
+        leaving._vipps_drop_webhook()
         result = super().write(vals)
-        if vals.get("state") in ("test", "enabled"):
-            for provider in self.filtered(lambda p: p.code == "vipps"):
+        if vals.get("state") in ("test", "enabled") or leaving:
+            for provider in vipps.filtered(lambda p: p.state in ("test", "enabled")):
                 if provider._vipps_is_configured():
+                    provider._vipps_check_base_url()
                     provider._vipps_ensure_webhook()
         return result
 
@@ -153,11 +265,12 @@ class PaymentProvider(models.Model):
     # === BUSINESS METHODS - GETTERS === #
 
     def _get_supported_currencies(self):
-        """Override of `payment` to return the currencies of the Vipps markets."""
+        """Override of `payment` to return the currency of the sales unit's market."""
         supported_currencies = super()._get_supported_currencies()
         if self.code == "vipps":
             supported_currencies = supported_currencies.filtered(
                 lambda currency: currency.name in const.SUPPORTED_CURRENCIES
+                and currency == (self.vipps_currency_id or currency)
             )
         return supported_currencies
 
@@ -183,16 +296,70 @@ class PaymentProvider(models.Model):
         return const.API_URLS["enabled" if self.state == "enabled" else "test"]
 
     @api.model
-    def _vipps_find(self, company):
-        """The Vipps provider in use (test or enabled) of a company, if any (sudo)."""
-        return self.sudo().search(
-            [
-                ("code", "=", "vipps"),
-                ("state", "in", ("enabled", "test")),
-                ("company_id", "=", company.id),
-            ],
-            limit=1,
-        )
+    def _vipps_find(self, company, currency=None):
+        """The Vipps sales unit in use (test or enabled) of a company, for a currency
+        when given, if any (sudo)."""
+        domain = [
+            ("code", "=", "vipps"),
+            ("state", "in", ("enabled", "test")),
+            ("company_id", "=", company.id),
+        ]
+        if currency:
+            domain.append(("vipps_currency_id", "=", currency.id))
+        return self.sudo().search(domain, limit=1)
+
+    def _vipps_learn_refusal(self, error):
+        """Stop asking for what Vipps refused this sales unit, and say so.
+
+        5080: push messages are not approved; 5050: long-living requests are not.
+        Either way a payment request would not reach the customer in the app: the
+        customer gets the pay link by e-mail until an administrator ticks the
+        approval again.
+
+        :return: whether the error was such a refusal
+        """
+        self.ensure_one()
+        field = {
+            const.ERROR_PUSH_NOT_ALLOWED: "vipps_push_allowed",
+            const.ERROR_LONG_LIVING_NOT_ALLOWED: "vipps_long_living_allowed",
+        }.get(error.code)
+        if not field:
+            return False
+        provider_sudo = self.sudo()
+        if provider_sudo[field]:
+            what = self._fields[field].get_description(self.env)["string"]
+            note = self.env._(
+                "%(date)s: Vipps MobilePay refused %(what)s for sales unit %(msn)s "
+                "(error %(code)s). Customers get the 'Pay with Vipps' link by e-mail "
+                "instead. Once Vipps approves it, tick '%(what)s' again.",
+                date=fields.Date.to_string(fields.Date.today()),
+                what=what,
+                msn=provider_sudo.vipps_merchant_serial_number,
+                code=error.code,
+            )
+            provider_sudo.write(
+                {
+                    field: False,
+                    "vipps_capability_note": "\n".join(
+                        filter(None, [provider_sudo.vipps_capability_note, note])
+                    ),
+                }
+            )
+            _logger.warning(
+                "Vipps refused %s for %s (%s)", field, self.name, error.code
+            )
+            admins = self.env.ref("base.group_system").sudo().users
+            self.company_id.partner_id.sudo().message_notify(
+                partner_ids=admins.partner_id.ids,
+                subject=self.env._("Vipps MobilePay: %s not approved", what),
+                body=note,
+            )
+        return True
+
+    def _vipps_push_possible(self):
+        """Whether a payment request can reach the customer in the app at all."""
+        self.ensure_one()
+        return self.vipps_push_allowed and self.vipps_long_living_allowed
 
     def _vipps_is_configured(self):
         provider_sudo = self.sudo()
@@ -575,7 +742,10 @@ class PaymentProvider(models.Model):
             )
         except VippsError as error:
             uncertain = _uncertain(error)
-            exists = error.code == const.ERROR_REFERENCE_EXISTS or error.status == 409
+            exists = error.code in (
+                const.ERROR_REFERENCE_EXISTS,
+                const.ERROR_IDEMPOTENCY_CONFLICT,
+            )
             if not (uncertain or exists):
                 raise
             try:
@@ -726,6 +896,59 @@ class PaymentProvider(models.Model):
         )
         _logger.info("Vipps webhook %s registered for %s", answer["id"], url)
         return True
+
+    def _vipps_drop_webhook(self):
+        """Delete the providers' webhook registrations at Vipps (best effort: Vipps
+        removes an unresponsive one by itself after two weeks) and forget them."""
+        for provider in self:
+            provider_sudo = provider.sudo()
+            try:
+                provider._vipps_delete_webhook(provider_sudo.vipps_webhook_id)
+            except VippsError as error:
+                _logger.warning(
+                    "Vipps webhook %s not deleted: %s",
+                    provider_sudo.vipps_webhook_id,
+                    error,
+                )
+            provider_sudo.write(
+                {
+                    "vipps_webhook_id": False,
+                    "vipps_webhook_url": False,
+                    "vipps_webhook_secret": False,
+                }
+            )
+
+    @api.model
+    def _cron_vipps_check_webhooks(self):
+        """Daily: register again the webhooks Vipps no longer lists (it deletes one
+        that stayed unresponsive for two weeks)."""
+        providers = self.sudo().search(
+            [("code", "=", "vipps"), ("state", "in", ("test", "enabled"))]
+        )
+        for provider in providers.filtered(lambda p: p._vipps_is_configured()):
+            try:
+                provider._vipps_ensure_webhook()
+            except VippsError as error:
+                _logger.warning(
+                    "Vipps webhook of %s not checked: %s", provider.name, error
+                )
+
+    def _vipps_check_base_url(self):
+        """Webhooks and return URLs need https: refuse another base URL, except a
+        loopback address (the local emulator)."""
+        self.ensure_one()
+        url = self.get_base_url()
+        host = (urls.url_parse(url).host or "").lower()
+        if url.startswith("https://") or host in const.LOOPBACK_HOSTS:
+            return
+        raise ValidationError(
+            self.env._(
+                "Vipps MobilePay sends webhooks and customers back only to https "
+                "addresses, and this database's address is %s. Set the web.base.url "
+                "system parameter to the https address customers reach Odoo at.",
+                url,
+            )
+        )
 
     def _vipps_register_webhook(self, url, events):
         """Register `url` for `events`; return {id, secret} (the secret comes once)."""

@@ -86,6 +86,13 @@ class PaymentTransaction(models.Model):
         readonly=True,
         copy=False,
     )
+    vipps_capture_guaranteed_until = fields.Datetime(
+        string="Capture Guaranteed Until",
+        readonly=True,
+        copy=False,
+        help="Until when Vipps MobilePay guarantees that the approved amount can be "
+        "captured (after that the reservation may lapse).",
+    )
     vipps_last_sync = fields.Datetime(string="Last Read from Vipps", readonly=True)
     vipps_share_phone = fields.Boolean(
         string="Phone Sharing Asked",
@@ -101,13 +108,18 @@ class PaymentTransaction(models.Model):
     def _compute_reference_prefix(self, provider_code, separator, **values):
         """Override of `payment` to make the reference one Vipps accepts.
 
-        Vipps references are 8 to 50 characters of [A-Za-z0-9-]; invoice names contain
-        slashes, so INV/2026/00012 becomes INV-2026-00012.
+        Vipps references are 8 to 50 characters of [A-Za-z0-9-], unique per sales
+        unit: invoice names lose their slashes (INV/2026/00012 -> INV-2026-00012) and
+        get the database's prefix of the provider (K3F9-INV-2026-00012), so that
+        databases sharing a sales unit never collide.
         """
         prefix = super()._compute_reference_prefix(provider_code, separator, **values)
         if provider_code != "vipps":
             return prefix
-        return utils.vipps_reference_prefix(prefix)
+        provider = self.env["payment.provider"].browse(values.get("provider_id"))
+        return utils.vipps_reference_prefix(
+            prefix, provider.exists().sudo().vipps_reference_prefix
+        )
 
     @api.model
     def _compute_reference(self, provider_code, prefix=None, separator="-", **kwargs):
@@ -162,7 +174,9 @@ class PaymentTransaction(models.Model):
                     invoice.currency_id
                 ).id,
                 "reference": tx_model._compute_reference(
-                    "vipps", invoice_ids=[Command.set(invoice.ids)]
+                    "vipps",
+                    provider_id=provider.id,
+                    invoice_ids=[Command.set(invoice.ids)],
                 ),
                 "amount": amount,
                 "currency_id": invoice.currency_id.id,
@@ -210,10 +224,13 @@ class PaymentTransaction(models.Model):
                 self.reference, "GENERAL", invoice._vipps_order_details_url()
             )
         self.env["payment.vipps.outbox"]._vipps_record_intent(self)
+        payload = self._vipps_prepare_create_payload()
         try:
+            # One key per attempt: a retry of this very request replays it; a
+            # corrected one (another number, amount or expiry) is a new request.
             answer = provider_sudo._vipps_create_payment(
-                self._vipps_prepare_create_payload(),
-                self._vipps_idempotency_key("create"),
+                payload,
+                self._vipps_idempotency_key("create", utils.fingerprint(payload)),
                 self._vipps_is_own_payment,
             )
         except VippsUnreachableError as error:
@@ -266,12 +283,50 @@ class PaymentTransaction(models.Model):
             payload["metadata"][const.METADATA_INVOICE] = str(invoice.id)
             payload["receipt"] = self._vipps_prepare_receipt(invoice)
         if self.vipps_user_flow == "PUSH_MESSAGE":
-            payload["customer"] = {"phoneNumber": self.vipps_phone}
+            payload["customer"] = {"phoneNumber": utils.msisdn(self.vipps_phone)}
             payload["expiresAt"] = utils.format_rfc3339(self.vipps_expires_at)
         if self.vipps_share_phone:
             # Only the phone number: refusing consent makes the payment fail.
             payload["profile"] = {"scope": "phoneNumber"}
         return payload
+
+    def _vipps_receipt_line(self, line):
+        """One invoice line as a receipt line that Vipps accepts, in minor units.
+
+        The quantity fits Vipps's 10 characters (rounded, or shown as 1 with the
+        line's price); the VAT rate is that of the line's taxes, group and division
+        taxes included, and falls back on the rate the amounts show when the taxes
+        do not add up to one (withholding taxes); a discount is never negative.
+        """
+        total = self._vipps_minor(line.price_total)
+        excluding = self._vipps_minor(line.price_subtotal)
+        is_return = total < 0
+        total, excluding = abs(total), abs(excluding)
+        if excluding > total:
+            # Withholding above the VAT: the line is what the customer pays, untaxed.
+            excluding = total
+        tax = total - excluding
+        quantity = abs(line.quantity) or 1.0
+        quantity_text = utils.format_quantity(quantity)
+        if not quantity_text or quantity_text == "0":
+            quantity, quantity_text = 1.0, "1"
+        discount = line.discount if 0 < line.discount < 100 else 0
+        gross = round(total / (1 - discount / 100)) if discount else total
+        return {
+            "name": (line.name or line.product_id.display_name or "-")[:100],
+            "id": str(line.id),
+            "totalAmount": total,
+            "totalAmountExcludingTax": excluding,
+            "totalTaxAmount": tax,
+            "taxRate": _tax_rate(line, excluding, tax),
+            "unitInfo": {
+                "unitPrice": round(gross / quantity),
+                "quantity": quantity_text,
+                "quantityUnit": "PCS",
+            },
+            "discount": max(0, gross - total),
+            "isReturn": is_return,
+        }
 
     def _vipps_is_own_payment(self, payment):
         """Whether a payment Vipps already has under this reference is this request.
@@ -306,41 +361,16 @@ class PaymentTransaction(models.Model):
         """
         self.ensure_one()
         minor = self._vipps_minor
-        order_lines, lines_total = [], 0
-        for line in invoice.invoice_line_ids.filtered(
-            lambda line: line.display_type == "product"
-        ):
-            total = minor(line.price_total)
-            excluding = minor(line.price_subtotal)
-            quantity = abs(line.quantity) or 1.0
-            rate = sum(
-                line.tax_ids.filtered(lambda t: t.amount_type == "percent").mapped(
-                    "amount"
-                )
+        order_lines = [
+            self._vipps_receipt_line(line)
+            for line in invoice.invoice_line_ids.filtered(
+                lambda line: line.display_type == "product"
             )
-            gross = (
-                abs(total) / (1 - line.discount / 100)
-                if line.discount < 100
-                else abs(total)
-            )
-            order_lines.append(
-                {
-                    "name": (line.name or line.product_id.display_name or "-")[:100],
-                    "id": str(line.id),
-                    "totalAmount": abs(total),
-                    "totalAmountExcludingTax": abs(excluding),
-                    "totalTaxAmount": abs(total - excluding),
-                    "taxRate": max(0, min(10000, round(rate * 100))),
-                    "unitInfo": {
-                        "unitPrice": round(gross / quantity),
-                        "quantity": utils.format_quantity(quantity),
-                        "quantityUnit": "PCS",
-                    },
-                    "discount": round(gross) - abs(total),
-                    "isReturn": total < 0,
-                }
-            )
-            lines_total += total
+        ]
+        lines_total = sum(
+            -line["totalAmount"] if line["isReturn"] else line["totalAmount"]
+            for line in order_lines
+        )
         difference = lines_total - minor(self.amount)
         if difference:
             order_lines.append(
@@ -525,6 +555,9 @@ class PaymentTransaction(models.Model):
             values["vipps_state"] = payment["state"]
         if not self.provider_reference:
             values["provider_reference"] = self.reference
+        guaranteed = utils.parse_rfc3339(payment.get("captureGuaranteedUntil"))
+        if guaranteed and guaranteed != self.vipps_capture_guaranteed_until:
+            values["vipps_capture_guaranteed_until"] = guaranteed
         for field, key in (
             ("vipps_captured_amount", "capturedAmount"),
             ("vipps_refunded_amount", "refundedAmount"),
@@ -681,29 +714,55 @@ class PaymentTransaction(models.Model):
     def _vipps_learn_phone(self, payment):
         """Keep the phone number the customer shared, for the next invoices.
 
-        Reads `sub` from the payment and the number from UserInfo, and stores only
-        the number with the consent on the customer. A failure here never touches
-        the payment: it is logged and no number is stored.
+        The number comes from `userDetails` when Vipps sends it (Get payment, or the
+        authorized webhook), else from UserInfo by `sub`. `sub` is written by Vipps
+        a little after the approval: when it is not there yet, the outbox reads the
+        payment again later, within the 168 hours Vipps keeps the data. Only the
+        number is kept, with the consent, on the customer. A failure here never
+        touches the payment.
+
+        :return: False when the number cannot be read yet (try again later)
         """
-        sub = (payment.get("profile") or {}).get("sub")
-        if not sub:
-            _logger.info("Vipps: no sub yet on %s, phone not learned", self.reference)
-            return
-        try:
-            info = self.provider_id.sudo()._vipps_get_userinfo(sub)
-        except VippsError as error:
-            _logger.warning("Vipps: UserInfo failed for %s: %s", self.reference, error)
-            return
-        msisdn = utils.normalize_msisdn(info.get("phone_number"))
-        if not msisdn:
+        self.ensure_one()
+        shared = dict(self.env.context.get("vipps_webhook_profile") or {})
+        shared.update({key: value for key, value in payment.items() if value})
+        number = (shared.get("userDetails") or {}).get("mobileNumber")
+        if not number:
+            sub = (shared.get("profile") or {}).get("sub")
+            if not sub:
+                _logger.info(
+                    "Vipps: no sub yet on %s, read again later", self.reference
+                )
+                self._vipps_learn_phone_later()
+                return False
+            try:
+                info = self.provider_id.sudo()._vipps_get_userinfo(sub)
+            except VippsError as error:
+                _logger.warning(
+                    "Vipps: UserInfo failed for %s: %s", self.reference, error
+                )
+                if error.transient:
+                    self._vipps_learn_phone_later()
+                    return False
+                return True
+            number = info.get("phone_number")
+        e164 = utils.to_e164(number, international=True)
+        if not e164:
             _logger.warning("Vipps: no usable number shared on %s", self.reference)
-            return
-        self.partner_id._vipps_store_consent(
-            msisdn,
+            return True
+        self.partner_id._vipps_offer_phone(
+            e164,
             self.env._(
                 "shared in the Vipps MobilePay app when paying %s", self.reference
             ),
         )
+        return True
+
+    def _vipps_learn_phone_later(self):
+        if not self.env.context.get("vipps_no_requeue"):
+            self.env["payment.vipps.outbox"]._vipps_enqueue(
+                "phone", transaction=self, delay=const.OUTBOX_FIRST_RETRY_SECONDS
+            )
 
     def _vipps_schedule_resend(self):
         """Queue an expired push request to be sent again, where the provider says
@@ -838,6 +897,19 @@ class PaymentTransaction(models.Model):
                 self._vipps_set_authorized()
                 return
             _logger.warning("Vipps: %s not settled: %s", self.reference, error)
+            if error.code == const.ERROR_FUNDS_UNAVAILABLE:
+                # The reservation is gone: nothing more to capture, the invoice is
+                # due again and the accountant has to ask the customer.
+                self._set_error(
+                    self.env._(
+                        "The customer's approval of %s can no longer be captured: "
+                        "the reserved amount was released before Odoo captured it "
+                        "(Vipps error 6260). The invoice is still due; contact the "
+                        "customer or send a new request.",
+                        self.reference,
+                    )
+                )
+                return
             self._vipps_set_authorized()
             if self.state_message != error.args[0]:
                 self.state_message = error.args[0]
@@ -1156,9 +1228,14 @@ class PaymentTransaction(models.Model):
             return
         if tx._vipps_event_changes_nothing(str(event.get("name") or "")):
             return
+        shared = {
+            key: event[key] for key in ("userDetails", "profile") if event.get(key)
+        }
         try:
             with self.env.cr.savepoint():
-                followed = tx._vipps_sync(skip_locked=True)
+                followed = tx.with_context(vipps_webhook_profile=shared)._vipps_sync(
+                    skip_locked=True
+                )
         except VippsError as error:
             _logger.warning("Vipps: webhook for %s not followed: %s", reference, error)
             followed = False
@@ -1249,6 +1326,18 @@ class PaymentTransaction(models.Model):
             _logger.warning("Vipps poll of %s failed: %s", self.reference, error)
         self.vipps_last_sync = fields.Datetime.now()
         return True
+
+
+def _tax_rate(line, excluding, tax):
+    """The VAT rate of a receipt line, in hundredths of a percent (0 to 10000)."""
+    leaves = line.tax_ids.flatten_taxes_hierarchy()
+    nominal = sum(
+        tax_.amount for tax_ in leaves if tax_.amount_type in ("percent", "division")
+    )
+    expected = round(excluding * nominal / 100)
+    if 0 <= nominal <= 100 and abs(expected - tax) <= max(1, tax // 100):
+        return round(nominal * 100)
+    return min(10000, round(tax * 10000 / excluding)) if excluding else 0
 
 
 def _to_minor(currency, amount):

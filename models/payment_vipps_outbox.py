@@ -34,6 +34,7 @@ class PaymentVippsOutbox(models.Model):
             ("resend", "Re-send expired request"),
             ("sync", "Check payment"),
             ("refund", "Refund"),
+            ("phone", "Learn shared phone number"),
         ],
         required=True,
         readonly=True,
@@ -278,6 +279,8 @@ class PaymentVippsOutbox(models.Model):
                 invoice._vipps_send_queued(self.values or {})
         elif self.operation == "refund":
             return self._vipps_run_refund()
+        elif self.operation == "phone":
+            self._vipps_run_learn_phone()
         elif self.transaction_id:
             self._vipps_run_sync(
                 self.transaction_id.with_context(vipps_raise_transient=True)
@@ -295,6 +298,26 @@ class PaymentVippsOutbox(models.Model):
                 + self.env._(
                     "Payment %s is still open at Vipps MobilePay.", tx.reference
                 )
+            )
+
+    def _vipps_run_learn_phone(self):
+        """Read the payment again for the number the customer shared (its `sub` was
+        not written yet), within the 168 hours Vipps keeps the data."""
+        tx = self.transaction_id
+        deadline = tx.create_date + timedelta(hours=const.USERINFO_RETENTION_HOURS)
+        if fields.Datetime.now() > deadline:
+            raise UserError(
+                self.env._(
+                    "Vipps MobilePay keeps what a customer shares for 168 hours only; "
+                    "the number shared on %s was not received in time.",
+                    tx.reference,
+                )
+            )
+        payment = tx.provider_id.sudo()._vipps_get_payment(tx.reference)
+        if not tx.with_context(vipps_no_requeue=True)._vipps_learn_phone(payment):
+            raise VippsBusyError(
+                "Vipps: "
+                + self.env._("The number shared on %s is not there yet.", tx.reference)
             )
 
     def _vipps_run_check_reference(self):

@@ -121,7 +121,8 @@ class VippsCommon(AccountPaymentCommon):
 class VippsInvoiceCommon(VippsCommon):
     """Customers and posted NOK invoices to request payment for."""
 
-    PHONE = "4791234567"
+    PHONE = "4791234567"  # the MSISDN Vipps knows
+    PHONE_E164 = "+4791234567"  # how Odoo keeps it
 
     @classmethod
     def setUpClass(cls):
@@ -134,6 +135,8 @@ class VippsInvoiceCommon(VippsCommon):
                 "email": "kari@example.com",
             }
         )
+        # Kari agreed to receive payment requests in the app on her mobile.
+        cls.customer._vipps_store_consent(cls.PHONE_E164, "test set-up")
         cls.customer_without_phone = cls.env["res.partner"].create(
             {"name": "Ola Hansen", "country_id": cls.env.ref("base.no").id}
         )

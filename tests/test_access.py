@@ -94,7 +94,7 @@ class TestVippsAccess(VippsHttpCommon):
         self.env.invalidate_all()
         tx = self.env["payment.transaction"].browse(ids)
         self.assertEqual(tx.invoice_ids, invoice)
-        self.assertEqual((tx.amount, tx.vipps_phone), (500.0, self.PHONE))
+        self.assertEqual((tx.amount, tx.vipps_phone), (500.0, self.PHONE_E164))
         self.assertEqual(fields.Datetime.to_string(tx.vipps_expires_at), expires)
 
     def test_request_over_jsonrpc(self):

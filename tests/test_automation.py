@@ -17,7 +17,7 @@ class TestVippsAutomation(VippsInvoiceCommon):
         cls.opted_in = cls.env["res.partner"].create(
             {"name": "Opted In", "email": "in@example.com"}
         )
-        cls.opted_in._vipps_store_consent("4791234567", "test")
+        cls.opted_in._vipps_store_consent("+4791234567", "test")
         cls.by_email = cls.env["res.partner"].create(
             {"name": "By Email", "email": "mail@example.com"}
         )
@@ -59,7 +59,8 @@ class TestVippsAutomation(VippsInvoiceCommon):
     def test_mobile_without_opt_in_gets_email_not_push(self):
         """A customer who never opted in is not pushed automatically."""
         self.vipps.vipps_auto_request = True
-        invoice = self.create_invoice()  # Kari: a mobile number, no consent
+        # A mobile number, but no consent.
+        invoice = self.create_invoice(partner=self.customer.copy({"name": "Kari II"}))
         self._run_queue()
         self.assertFalse(invoice.transaction_ids)
         self.assertIn(f"{const.PAY_ROUTE}/{invoice.id}", invoice.message_ids[0].body)
@@ -132,7 +133,10 @@ class TestVippsAutomation(VippsInvoiceCommon):
         invoices = self.create_invoice(partner=self.opted_in)
         invoices |= self.create_invoice(partner=self.by_email)
         wizard = self._wizard(invoices).with_user(accountant)
-        wizard.line_ids[0].write({"phone": "+47 912 34 500", "amount": 300.0})
+        # Another number, which the accountant confirms the customer agreed to.
+        wizard.line_ids[0].write(
+            {"phone": "+47 912 34 500", "consent": True, "amount": 300.0}
+        )
         with patch.object(const, "BULK_QUEUE_THRESHOLD", 1):
             action = wizard.action_send()
         self.assertEqual(action["params"]["type"], "info")
@@ -142,8 +146,10 @@ class TestVippsAutomation(VippsInvoiceCommon):
         self._run_queue()
         self.assertFalse(self._queued(invoices))
         tx = invoices[0].transaction_ids
-        self.assertEqual((tx.amount, tx.vipps_phone), (300.0, "4791234500"))
+        self.assertEqual((tx.amount, tx.vipps_phone), (300.0, "+4791234500"))
         self.assertEqual(tx.vipps_state, "CREATED")
+        self.assertEqual(self.opted_in.vipps_phone, "+4791234500")
+        self.assertEqual(self.opted_in.vipps_consent_user_id, accountant)
         sent_note = invoices[0].message_ids.filtered(lambda m: "sent to" in m.body)
         self.assertEqual(sent_note.author_id, accountant.partner_id)
         # No number on the second line: the customer was e-mailed the pay link.

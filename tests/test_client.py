@@ -111,12 +111,15 @@ class TestVippsClient(VippsCommon):
         self.assertNotIn(self._stored_token().token, (token, "forgotten-token"))
 
     def test_wrong_credentials_explained(self):
-        """Wrong credentials give a translated error that names what to check."""
-        self.vipps.sudo().vipps_client_secret = "wrong"
+        """Wrong credentials are refused when the provider is saved, with a
+        translated error that names what to check."""
         with self.assertRaises(VippsError) as error:
-            self.vipps._vipps_list_webhooks()
+            self.vipps.sudo().vipps_client_secret = "wrong"
         self.assertIn("client secret", str(error.exception))
         self.assertEqual(len(self.vipps_calls("accessToken")), 1, msg="401 is final")
+        self.assertEqual(
+            self.vipps.sudo().vipps_client_secret, "emulator-client-secret"
+        )
 
     def test_credentials_change_drops_token(self):
         """After a credential change, a token issued for the old one is not used."""

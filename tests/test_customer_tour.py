@@ -77,7 +77,7 @@ class TestVippsCustomerTour(VippsHttpCommon):
         push = following._vipps_request_payment()
         self.assertEqual(push.vipps_user_flow, "PUSH_MESSAGE")
         self._browser(
-            f"{self.emulator.url}/app/inbox?phone={phone}",
+            f"{self.emulator.url}/app/inbox?phone={phone.lstrip('+')}",
             FIND_IN_INBOX % push.reference,
         )
 

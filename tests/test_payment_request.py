@@ -23,7 +23,9 @@ class TestVippsPaymentRequest(VippsInvoiceCommon):
         tx = self._request(invoice)
         self.assertEqual(tx.state, "pending")
         self.assertEqual(invoice.vipps_state, "pending")
-        self.assertEqual(tx.reference, invoice.name.replace("/", "-"))
+        prefix = self.vipps.vipps_reference_prefix
+        self.assertRegex(prefix, r"^[A-Z0-9]{4}$")
+        self.assertEqual(tx.reference, f"{prefix}-" + invoice.name.replace("/", "-"))
         self.assertEqual(invoice.vipps_reference, tx.reference)
         self.assertEqual(
             [call["operation"] for call in self.vipps_calls() if call["reference"]],
@@ -78,7 +80,7 @@ class TestVippsPaymentRequest(VippsInvoiceCommon):
     def test_phone_typed_by_hand_is_normalised(self):
         """A number typed with spaces and +47 is sent as Vipps's MSISDN."""
         invoice = self.create_invoice(partner=self.customer_without_phone)
-        self._request(invoice, phone="+47 412 34 567")
+        self._request(invoice, phone="+47 412 34 567", consent=True)
         self.assertEqual(
             self.emulator.payment(invoice.vipps_reference).phone, "4741234567"
         )
@@ -135,7 +137,7 @@ class TestVippsPaymentRequest(VippsInvoiceCommon):
     def test_missing_phone_and_email_refused(self):
         """A customer with neither mobile number nor e-mail cannot be asked."""
         invoice = self.create_invoice(partner=self.customer_without_phone)
-        self._assert_refused(invoice, "neither a mobile number nor an e-mail")
+        self._assert_refused(invoice, "no e-mail address for the pay link")
 
     def test_invalid_phone_refused(self):
         """A number that is no mobile number is refused before Vipps sees it."""
@@ -164,24 +166,61 @@ class TestVippsPaymentRequest(VippsInvoiceCommon):
         """In a batch, one bad invoice stops all: nothing is sent."""
         good = self.create_invoice()
         bad = self.create_invoice(partner=self.customer_without_phone)
-        self._assert_refused(good | bad, "Ola Hansen has neither a mobile number")
+        self._assert_refused(good | bad, "Ola Hansen cannot get a payment request")
 
     # === VIPPS REFUSES OR FAILS === #
 
     def test_vipps_error_reaches_accountant_and_leaves_nothing(self):
-        """'User not found' comes back with Vipps's explanation; no transaction."""
+        """A refusal with no way round (an amount below Vipps's minimum) comes back
+        with Vipps's explanation and code; no transaction is left behind."""
         invoice = self.create_invoice()
         before = self.env["payment.transaction"].search_count([])
-        with self.assertRaisesRegex(ValidationError, "7010"):
-            self._request(invoice, phone="+47 912 30 000")
+        with self.assertRaisesRegex(ValidationError, "6010"):
+            self._request(invoice, amount=0.5)
         self.assertEqual(self.env["payment.transaction"].search_count([]), before)
         self.assertFalse(invoice.vipps_state)
 
-    def test_long_expiry_not_allowed_explained(self):
-        """A sales unit without long-living approval: Vipps's 5050 is shown."""
+    def _assert_link_emailed(self, invoice, why):
+        self.assertFalse(invoice.transaction_ids, msg="Nothing left half-sent.")
+        mail = invoice.message_ids.filtered(
+            lambda m: m.partner_ids and f"{const.PAY_ROUTE}/{invoice.id}" in m.body
+        )
+        self.assertEqual(len(mail), 1, msg="The customer got the pay link.")
+        note = invoice.message_ids.filtered(lambda m: "e-mailed instead" in m.body)
+        self.assertIn(why, note.body, msg="The chatter says why.")
+
+    def test_not_a_vipps_user_gets_the_link_by_email(self):
+        """7010 (not a Vipps user): the customer is e-mailed the pay link at once."""
+        invoice = self.create_invoice()
+        result = self._request(invoice, phone="+47 912 30 000", consent=True)
+        self.assertFalse(result)
+        self._assert_link_emailed(invoice, "7010")
+        self.assertTrue(self.vipps._vipps_push_possible(), msg="Not the sales unit's.")
+
+    def test_push_not_approved_learned_and_link_emailed(self):
+        """5080: the sales unit may not push: the link goes by e-mail, the provider
+        learns it, and the next request does not ask Vipps again."""
+        self.emulator.update_merchant(push_allowed=False)
+        invoice = self.create_invoice()
+        self._request(invoice)
+        self._assert_link_emailed(invoice, "5080")
+        self.assertFalse(self.vipps.vipps_push_allowed)
+        self.assertIn("5080", self.vipps.vipps_capability_note)
+        self.emulator.clear_requests()
+        following = self.create_invoice()
+        self._request(following)
+        self.assertFalse(self.vipps_calls("createPayment"), msg="Not asked again.")
+        self._assert_link_emailed(following, "not approved")
+
+    def test_long_living_not_approved_learned_and_link_emailed(self):
+        """5050: without long-living approval a push would expire within minutes:
+        the link goes by e-mail and the provider stops asking."""
         self.emulator.update_merchant(long_living_max_days=0)
-        with self.assertRaisesRegex(ValidationError, "5050"):
-            self._request(self.create_invoice())
+        invoice = self.create_invoice()
+        self._request(invoice)
+        self._assert_link_emailed(invoice, "5050")
+        self.assertFalse(self.vipps.vipps_long_living_allowed)
+        self.assertTrue(self.vipps.vipps_push_allowed)
 
     def test_vipps_down_sends_nothing(self):
         """Vipps unreachable: no payment at Vipps, no transaction in Odoo."""
@@ -213,9 +252,11 @@ class TestVippsPaymentRequest(VippsInvoiceCommon):
         self.assertEqual(len(self.emulator.payments), 1)
 
     def test_batch_continues_after_vipps_refusal(self):
-        """In a batch, an invoice Vipps refuses is noted; the others go out."""
+        """In a batch, an invoice Vipps refuses (and whose customer has no e-mail
+        for the link) is noted; the others go out."""
         first = self.create_invoice()
-        other_customer = self.customer.copy({"mobile": "+47 912 30 000"})
+        other_customer = self.customer.copy({"email": False})
+        other_customer._vipps_store_consent("+4791230000", "test")
         refused = self.create_invoice(partner=other_customer)
         transactions = (first | refused)._vipps_request_payment()
         self.assertEqual(transactions.invoice_ids, first)
@@ -356,7 +397,10 @@ class TestVippsPaymentRequest(VippsInvoiceCommon):
             .create({})
         )
         self.assertEqual(len(wizard.line_ids), 2)
-        self.assertEqual(wizard.line_ids[0].phone, self.PHONE)
+        self.assertEqual(wizard.line_ids[0].phone, "+47 91 23 45 67")
+        self.assertTrue(wizard.line_ids[0].consent)
+        self.assertEqual(wizard.line_ids[0].sent_as, "push")
+        self.assertEqual(wizard.line_ids[0].provider_id, self.vipps)
         self.assertEqual(wizard.line_ids[0].amount, invoices[0].amount_residual)
         action = wizard.action_send()
         self.assertEqual(action["params"]["type"], "success")

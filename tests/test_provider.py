@@ -1,4 +1,4 @@
-from odoo.exceptions import AccessError
+from odoo.exceptions import AccessError, ValidationError
 from odoo.modules.neutralize import get_neutralization_queries
 from odoo.tests import tagged
 
@@ -39,13 +39,17 @@ class TestVippsProvider(VippsCommon):
         )
         self.assertEqual(len(method), 1, msg="setup_provider must create one method.")
 
-    def test_supported_currencies_are_the_vipps_markets(self):
-        """Only NOK, DKK and EUR are offered, whatever else is active."""
+    def test_supported_currency_is_the_sales_unit_market(self):
+        """A sales unit takes the one currency of its market, never another."""
         self.env.ref("base.SEK").active = True
         self.env.ref("base.DKK").active = True
-        names = set(self.vipps._get_supported_currencies().mapped("name"))
-        self.assertIn("DKK", names)
-        self.assertFalse(names - {"NOK", "DKK", "EUR"}, msg="SEK must not be offered.")
+        self.assertEqual(self.vipps._get_supported_currencies().mapped("name"), ["NOK"])
+        self.assertEqual(self.vipps.available_currency_ids.mapped("name"), ["NOK"])
+        danish = self.vipps.copy()
+        danish.vipps_currency_id = self.env.ref("base.DKK")
+        self.assertEqual(danish.available_currency_ids.mapped("name"), ["DKK"])
+        with self.assertRaises(ValidationError):
+            self.vipps.vipps_currency_id = self.env.ref("base.SEK")
 
     def test_credentials_hidden_from_non_admins(self):
         """Users without the Settings group cannot read the Vipps credentials."""

@@ -28,11 +28,14 @@ class PaymentVippsRequestWizard(models.TransientModel):
             try:
                 provider = invoice._vipps_get_provider()
                 line["expires_at"] = invoice._vipps_default_expiry(provider)
+                line["provider_id"] = provider.id
             except UserError:
                 line["expires_at"] = False
             phone = invoice._vipps_default_phone()
-            line["phone"] = (
-                utils.normalize_msisdn(phone, invoice._vipps_country_code()) or phone
+            e164 = utils.to_e164(phone, invoice._vipps_country_code())
+            line["phone"] = utils.format_phone(e164) if e164 else phone
+            line["consent"] = bool(
+                e164 and e164 == invoice.partner_id._vipps_consented_phone()
             )
             lines.append(Command.create(line))
         values["line_ids"] = lines
@@ -52,6 +55,7 @@ class PaymentVippsRequestWizard(models.TransientModel):
             {
                 "invoice": line.invoice_id,
                 "phone": line.phone or "",
+                "consent": line.consent,
                 "amount": line.amount,
                 "expires_at": line.expires_at,
             }
@@ -114,7 +118,21 @@ class PaymentVippsRequestWizardLine(models.TransientModel):
     amount_residual = fields.Monetary(
         related="invoice_id.amount_residual", string="Amount Due"
     )
+    provider_id = fields.Many2one(
+        "payment.provider", string="Sales Unit", readonly=True
+    )
     phone = fields.Char(string="Mobile Number")
+    consent = fields.Boolean(
+        string="Agreed to Requests in the App",
+        help="The customer agreed to receive payment requests in the Vipps MobilePay "
+        "app on this number. Ticking it records your confirmation (who and when) on "
+        "the customer. Without it the customer is e-mailed the 'Pay with Vipps' "
+        "link.",
+    )
+    sent_as = fields.Selection(
+        selection=[("push", "Request in the app"), ("email", "Pay link by e-mail")],
+        compute="_compute_sent_as",
+    )
     amount = fields.Monetary(string="Amount to Request", currency_field="currency_id")
     expires_at = fields.Datetime(string="Expires")
     description = fields.Char(string="Text in the App", compute="_compute_description")
@@ -123,3 +141,16 @@ class PaymentVippsRequestWizardLine(models.TransientModel):
     def _compute_description(self):
         for line in self:
             line.description = line.invoice_id._vipps_payment_description()
+
+    @api.depends("phone", "consent", "provider_id")
+    def _compute_sent_as(self):
+        for line in self:
+            invoice = line.invoice_id
+            e164 = utils.to_e164(line.phone, invoice._vipps_country_code())
+            consented = invoice.partner_id._vipps_consented_phone()
+            push = (
+                (line.provider_id._vipps_push_possible() if line.provider_id else False)
+                and e164
+                and (line.consent or e164 == consented)
+            )
+            line.sent_as = "push" if push else "email"

@@ -1,5 +1,6 @@
 """From 18.0.1: the request queue on account.move and the webhook event queue become
-rows of the Vipps MobilePay outbox; nothing queued is lost."""
+rows of the Vipps MobilePay outbox (nothing queued is lost); each provider is the
+sales unit of one market; consented numbers are kept in E.164."""
 
 import logging
 
@@ -21,6 +22,7 @@ def _table_exists(cr, table):
 
 
 def migrate(cr, version):
+    _recompute_markets(cr)
     if _column_exists(cr, "account_move", "vipps_auto_pending"):
         cr.execute(
             """
@@ -41,7 +43,9 @@ def migrate(cr, version):
              WHERE m.vipps_auto_pending
             """
         )
-        _logger.info("payment_vipps: %s queued requests moved to the outbox", cr.rowcount)
+        _logger.info(
+            "payment_vipps: %s queued requests moved to the outbox", cr.rowcount
+        )
         cr.execute(
             "ALTER TABLE account_move DROP COLUMN vipps_auto_pending,"
             " DROP COLUMN IF EXISTS vipps_queued_request"
@@ -62,5 +66,22 @@ def migrate(cr, version):
              WHERE e.state != 'done'
             """
         )
-        _logger.info("payment_vipps: %s webhook events moved to the outbox", cr.rowcount)
+        _logger.info(
+            "payment_vipps: %s webhook events moved to the outbox", cr.rowcount
+        )
         cr.execute("DROP TABLE payment_vipps_event")
+
+
+def _recompute_markets(cr):
+    """Each Vipps provider is now a sales unit of one market: its currency."""
+    from odoo import SUPERUSER_ID, api
+
+    env = api.Environment(cr, SUPERUSER_ID, {})
+    providers = env["payment.provider"].search([("code", "=", "vipps")])
+    for provider in providers.filtered(lambda p: not p.vipps_currency_id):
+        provider.vipps_currency_id = provider._vipps_default_currency()
+    providers._compute_available_currency_ids()
+    cr.execute(
+        "UPDATE res_partner SET vipps_phone = '+' || vipps_phone"
+        " WHERE vipps_phone ~ '^[0-9]+$'"
+    )

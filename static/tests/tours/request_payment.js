@@ -12,7 +12,7 @@ registry.category("web_tour.tours").add("payment_vipps_request_payment", {
     },
     {
       content: "The wizard shows the customer's mobile number",
-      trigger: ".modal .o_field_widget[name='line_ids'] td:contains('4791234567')",
+      trigger: ".modal .o_field_widget[name='line_ids'] td:contains('+47 91 23 45 67')",
     },
     {
       content: "The wizard previews the text the customer sees",
