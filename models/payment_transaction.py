@@ -1331,8 +1331,12 @@ class PaymentTransaction(models.Model):
 def _tax_rate(line, excluding, tax):
     """The VAT rate of a receipt line, in hundredths of a percent (0 to 10000)."""
     leaves = line.tax_ids.flatten_taxes_hierarchy()
-    nominal = sum(
-        tax_.amount for tax_ in leaves if tax_.amount_type in ("percent", "division")
+    # A division tax of d % is d % of the price with tax: d / (100 - d) of the price
+    # without, which is how Vipps counts a rate.
+    nominal = sum(t.amount for t in leaves if t.amount_type == "percent") + sum(
+        t.amount * 100 / (100 - t.amount)
+        for t in leaves
+        if t.amount_type == "division" and t.amount < 100
     )
     expected = round(excluding * nominal / 100)
     if 0 <= nominal <= 100 and abs(expected - tax) <= max(1, tax // 100):

@@ -43,9 +43,12 @@ class TestVippsWebhook(VippsHttpCommon):
         self.wait_for_webhooks()
 
     def _post_event(self, event, secret=None, date=None, tamper=False, headers=None):
-        """POST an event to our endpoint, signed like Vipps unless told otherwise."""
+        """POST an event to our endpoint, signed like Vipps unless told otherwise.
+
+        :param event: a dict, or the raw body (bytes)
+        """
         url = self.vipps.sudo().vipps_webhook_url
-        body = json.dumps(event).encode()
+        body = event if isinstance(event, bytes) else json.dumps(event).encode()
         host, path = url.split("://", 1)[1].split("/", 1)
         date = date or email.utils.formatdate(usegmt=True)
         content, authorization = sign(
@@ -242,3 +245,61 @@ class TestVippsWebhook(VippsHttpCommon):
         """A replay signed long ago is refused with 403."""
         old = email.utils.formatdate(time.time() - 3600, usegmt=True)
         self._assert_refused(date=old)
+
+    # === HARDENING === #
+
+    def test_signed_host_follows_vipps_rule(self):
+        """The signed host is the URL's host in lower case, with the port only when
+        it is not the default."""
+        cases = {
+            "https://Odoo.Example.COM/payment/vipps/webhook": "odoo.example.com",
+            "https://odoo.example.com:443/x": "odoo.example.com",
+            "https://odoo.example.com:8443/x": "odoo.example.com:8443",
+            "http://127.0.0.1:8069/x": "127.0.0.1:8069",
+            "http://localhost:80/x": "localhost",
+        }
+        for url, host in cases.items():
+            with self.subTest(url=url):
+                self.assertEqual(utils.signed_host(url), host)
+
+    def test_malformed_deliveries_refused_never_500(self):
+        """Non-ASCII signature headers, a signed body that is not JSON or is nested
+        too deep get 403; a body over the limit gets 413; none reaches Vipps."""
+        tx = self.create_invoice()._vipps_request_payment()
+        self.wait_for_webhooks()
+        self.emulator.clear_requests()
+        deep = b"[" * 100000 + b"]" * 100000
+        with mute_logger(CONTROLLER_LOGGER, "odoo.http"):
+            statuses = [
+                self._post_event(self._event(tx), headers={"x-ms-date": "Tø, 1 Jan"})
+                .status_code,
+                self._post_event(b"not json").status_code,
+                self._post_event(deep[: const.WEBHOOK_MAX_BODY - 10]).status_code,
+                self._post_event(b"{" + b" " * const.WEBHOOK_MAX_BODY + b"}")
+                .status_code,
+            ]
+        self.assertEqual(statuses, [403, 403, 403, 413])
+        self.assertFalse(self.emulator.requests)
+
+    def test_registration_dropped_on_disable_and_renewed_on_new_credentials(self):
+        """Disabling deletes our registration at Vipps; new credentials on an
+        enabled provider replace it (the old one is deleted first)."""
+        old = self.vipps.sudo().vipps_webhook_id
+        self.vipps.state = "disabled"
+        self.assertFalse(self.vipps.sudo().vipps_webhook_id)
+        self.assertNotIn(old, [hook["id"] for hook in self.emulator.webhooks()])
+        self.vipps.state = "test"
+        renewed = self.vipps.sudo().vipps_webhook_id
+        self.assertTrue(renewed)
+        self.vipps.vipps_api_url_override = self.emulator.url + "/"
+        self.assertNotIn(renewed, [hook["id"] for hook in self.emulator.webhooks()])
+        self.assertTrue(self.vipps.sudo().vipps_webhook_id)
+
+    def test_daily_check_registers_again_what_vipps_removed(self):
+        """Vipps deletes a registration unresponsive for two weeks: the daily check
+        registers it again."""
+        self.vipps._vipps_delete_webhook(self.vipps.sudo().vipps_webhook_id)
+        self.env.ref("payment_vipps.cron_check_webhooks").method_direct_trigger()
+        hooks = [h for h in self.emulator.webhooks() if h["url"].startswith(self.base_url())]
+        self.assertEqual(len(hooks), 1)
+        self.assertEqual(self.vipps.sudo().vipps_webhook_id, hooks[0]["id"])

@@ -1,0 +1,369 @@
+"""What an ordinary sales unit gets from Vipps, and what the addon makes of it:
+consent, markets, brand, references, keys, receipts, configuration and logs."""
+
+import logging
+from datetime import datetime
+
+from freezegun import freeze_time
+
+from odoo import Command
+from odoo.exceptions import UserError, ValidationError
+from odoo.tests import tagged
+
+from .. import const, utils
+from .common import VippsInvoiceCommon
+
+DANISH_MSN = "654321"
+DANISH = {
+    "merchant_serial_number": DANISH_MSN,
+    "client_id": "danish-client-id",
+    "client_secret": "danish-client-secret",
+    "subscription_key": "danish-subscription-key",
+}
+
+
+@tagged("post_install", "-at_install")
+class TestVippsConsent(VippsInvoiceCommon):
+    """A push goes only to a number the customer agreed to."""
+
+    def _wizard(self, invoices):
+        return (
+            self.env["payment.vipps.request.wizard"]
+            .with_context(active_model="account.move", active_ids=invoices.ids)
+            .create({})
+        )
+
+    def test_mobile_without_consent_gets_the_link(self):
+        """A mobile number on file is not consent: the pay link is e-mailed."""
+        partner = self.customer.copy({"name": "Per Olsen"})
+        invoice = self.create_invoice(partner=partner)
+        self.assertFalse(invoice._vipps_request_payment())
+        self.assertFalse(self.vipps_calls("createPayment"))
+        self.assertTrue(
+            invoice.message_ids.filtered(lambda m: "has not agreed" in m.body)
+        )
+
+    def test_accountant_confirms_consent_in_wizard(self):
+        """Ticking the consent in the wizard pushes, and records who and when."""
+        partner = self.customer.copy({"name": "Per Olsen"})
+        invoice = self.create_invoice(partner=partner)
+        line = self._wizard(invoice).line_ids
+        self.assertEqual((line.consent, line.sent_as), (False, "email"))
+        line.consent = True
+        self.assertEqual(line.sent_as, "push")
+        line.wizard_id.action_send()
+        self.assertEqual(invoice.vipps_state, "pending")
+        self.assertEqual(partner.vipps_phone, self.PHONE_E164)
+        self.assertEqual(partner.vipps_consent_user_id, self.env.user)
+        self.assertTrue(partner.vipps_consent_date)
+
+    def test_consent_belongs_to_the_commercial_partner(self):
+        """A company's consent serves its contacts; a contact's consent is the
+        company's."""
+        company = self.env["res.partner"].create(
+            {"name": "Fjord AS", "is_company": True, "email": "post@fjord.no"}
+        )
+        contact = self.env["res.partner"].create(
+            {"name": "Siri", "parent_id": company.id, "email": "siri@fjord.no"}
+        )
+        contact._vipps_store_consent("+4741234567", "test")
+        self.assertEqual(company.vipps_phone, "+4741234567")
+        self.assertFalse(contact.vipps_phone)
+        tx = self.create_invoice(partner=contact)._vipps_request_payment()
+        self.assertEqual(tx.vipps_phone, "+4741234567")
+
+    def test_send_and_print_and_server_action_respect_consent(self):
+        """Every way of sending applies the rule: without consent, the link."""
+        partner = self.customer.copy({"name": "Per Olsen"})
+        partner.invoice_sending_method = "vipps"
+        by_print = self.create_invoice(partner=partner)
+        self.env["account.move.send.wizard"].with_context(
+            active_model="account.move", active_ids=by_print.ids
+        ).create({}).action_send_and_print()
+        by_action = self.create_invoice(partner=partner)
+        self.env.ref("payment_vipps.action_server_vipps_request_payment").with_context(
+            active_model="account.move", active_ids=by_action.ids
+        ).run()
+        self.assertFalse(self.vipps_calls("createPayment"))
+        for invoice in (by_print, by_action):
+            self.assertTrue(
+                invoice.message_ids.filtered(lambda m: "has not agreed" in m.body)
+            )
+
+    def test_shared_number_replaces_nothing_without_confirmation(self):
+        """A number shared by whoever holds a forwarded link does not replace the
+        consented one; the customer confirms it from an e-mailed link."""
+        self.customer._vipps_offer_phone("+4741234567", "shared when paying X")
+        self.assertEqual(self.customer.vipps_phone, self.PHONE_E164)
+        self.assertEqual(self.customer.vipps_phone_pending, "+4741234567")
+        mail = self.customer.message_ids.filtered(lambda m: m.partner_ids)[:1]
+        self.assertIn(const.CONSENT_CONFIRM_ROUTE, mail.body)
+        token = self.customer.sudo().vipps_phone_pending_token
+        self.assertFalse(self.customer._vipps_confirm_pending_phone("forged"))
+        self.assertEqual(self.customer.vipps_phone, self.PHONE_E164)
+        self.assertTrue(self.customer._vipps_confirm_pending_phone(token))
+        self.assertEqual(self.customer.vipps_phone, "+4741234567")
+        self.assertFalse(self.customer.vipps_phone_pending)
+
+
+@tagged("post_install", "-at_install")
+class TestVippsPhoneNumbers(VippsInvoiceCommon):
+    def test_vipps_msisdn_never_read_in_the_customers_plan(self):
+        """A Norwegian MSISDN from Vipps stays Norwegian for a Finnish customer."""
+        self.assertEqual(utils.to_e164("4791234567", "FI", international=True), "+4791234567")
+        finnish = self.env["res.partner"].create(
+            {"name": "Aino", "country_id": self.env.ref("base.fi").id}
+        )
+        finnish._vipps_offer_phone(
+            utils.to_e164("4791234567", "FI", international=True), "test"
+        )
+        self.assertEqual(finnish.vipps_phone, "+4791234567")
+
+    def test_numbers_as_typed(self):
+        """National, international, with 00 or spaces; Greenland's short numbers."""
+        cases = [
+            ("912 34 567", "NO", "+4791234567"),
+            ("+47 912 34 567", "FI", "+4791234567"),
+            ("0047 91234567", "DK", "+4791234567"),
+            ("20 12 34 56", "DK", "+4520123456"),
+            ("040 123 4567", "FI", "+358401234567"),
+            ("+299 55 12 34", "GL", "+299551234"),
+            ("22 33 44 55", "NO", None),  # a landline
+        ]
+        for typed, country, expected in cases:
+            with self.subTest(typed=typed, country=country):
+                self.assertEqual(utils.to_e164(typed, country), expected)
+        self.assertEqual(utils.msisdn("+299551234"), "299551234")
+
+
+@tagged("post_install", "-at_install")
+class TestVippsMarkets(VippsInvoiceCommon):
+    """One sales unit per market; each invoice goes to its currency's."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        if DANISH_MSN not in cls.emulator.store.merchants:
+            cls.emulator.add_merchant(currency="DKK", **DANISH)
+        cls.currency_dkk = cls._enable_currency("DKK")
+        cls.danish = cls.vipps.copy(
+            {
+                "name": "Vipps MobilePay (Denmark)",
+                "vipps_merchant_serial_number": DANISH_MSN,
+                "vipps_client_id": DANISH["client_id"],
+                "vipps_client_secret": DANISH["client_secret"],
+                "vipps_subscription_key": DANISH["subscription_key"],
+                "vipps_api_url_override": cls.emulator.url,
+            }
+        )
+        cls.danish.vipps_currency_id = cls.currency_dkk
+        cls.danish.state = "test"
+
+    def _danish_invoice(self):
+        return self.create_invoice(currency_id=self.currency_dkk.id)
+
+    def test_each_invoice_goes_to_its_sales_unit(self):
+        """A DKK invoice is requested through the Danish sales unit, NOK through the
+        Norwegian one, and the wizard says which."""
+        danish = self._danish_invoice()
+        norwegian = self.create_invoice()
+        lines = (
+            self.env["payment.vipps.request.wizard"]
+            .with_context(
+                active_model="account.move", active_ids=(danish | norwegian).ids
+            )
+            .create({})
+            .line_ids
+        )
+        self.assertEqual(lines.mapped("provider_id"), self.danish | self.vipps)
+        txs = (danish | norwegian)._vipps_request_payment()
+        self.assertEqual(danish.transaction_ids.provider_id, self.danish)
+        self.assertEqual(norwegian.transaction_ids.provider_id, self.vipps)
+        payment = self.emulator.payment(danish.vipps_reference, msn=DANISH_MSN)
+        self.assertEqual(payment.currency, "DKK")
+        self.assertEqual(len(txs), 2)
+
+    def test_links_buttons_and_qr_only_where_a_sales_unit_takes_the_currency(self):
+        """No EUR sales unit: no QR, no button, no request for an EUR invoice."""
+        euro = self.create_invoice(currency_id=self._enable_currency("EUR").id)
+        danish = self._danish_invoice()
+        self.assertFalse(euro._vipps_show_pay_qr())
+        self.assertFalse(euro.vipps_can_request)
+        self.assertTrue(danish._vipps_show_pay_qr())
+        self.assertTrue(danish.vipps_can_request)
+        with self.assertRaisesRegex(UserError, "not set up .* in EUR"):
+            euro._vipps_request_payment()
+
+
+@tagged("post_install", "-at_install")
+class TestVippsBrand(VippsInvoiceCommon):
+    """MobilePay becomes Vipps in Denmark and Finland on 12 January 2027."""
+
+    def _render_pdf(self, invoice):
+        return (
+            self.env["ir.actions.report"]
+            ._render_qweb_html("account.account_invoices", invoice.ids)[0]
+            .decode()
+        )
+
+    def test_brand_follows_the_date(self):
+        """Up to 11 January 2027 DKK and EUR customers read MobilePay, from the 12th
+        Vipps, on the pay button, the QR caption and the e-mail; NOK is Vipps."""
+        danish = self.create_invoice(currency_id=self._enable_currency("DKK").id)
+        norwegian = self.create_invoice()
+        for day, brand in (("2027-01-11 23:00", "MobilePay"), ("2027-01-12 01:00", "Vipps")):
+            with self.subTest(day=day), freeze_time(day):
+                self.assertEqual(danish._vipps_brand(), brand)
+                self.assertEqual(norwegian._vipps_brand(), "Vipps")
+                self.assertEqual(
+                    utils.brand("EUR", datetime.fromisoformat(day).date()), brand
+                )
+
+    def test_printed_invoice_brand(self):
+        """The QR caption on the PDF follows the date."""
+        self.danish = self.vipps.copy({"name": "DK"})
+        self.danish.vipps_currency_id = self._enable_currency("DKK")
+        self.danish.state = "test"
+        invoice = self.create_invoice(currency_id=self.danish.vipps_currency_id.id)
+        with freeze_time("2027-01-11"):
+            self.assertIn("Scan to pay with MobilePay", self._render_pdf(invoice))
+        with freeze_time("2027-01-12"):
+            self.assertIn("Scan to pay with Vipps", self._render_pdf(invoice))
+
+
+@tagged("post_install", "-at_install")
+class TestVippsReferencesAndKeys(VippsInvoiceCommon):
+    def test_databases_sharing_a_sales_unit_never_share_a_reference(self):
+        """The database's prefix makes the same invoice name two references."""
+        other = self.vipps.copy({"vipps_reference_prefix": "B2"})
+        one = self.env["payment.transaction"]._compute_reference(
+            "vipps", provider_id=self.vipps.id, invoice_ids=[Command.set([1])]
+        )
+        two = self.env["payment.transaction"]._compute_reference(
+            "vipps", provider_id=other.id, invoice_ids=[Command.set([1])]
+        )
+        self.assertNotEqual(one, two)
+        for reference in (one, two):
+            self.assertRegex(reference, r"^[A-Za-z0-9-]{8,50}$")
+        with self.assertRaises(ValidationError):
+            other.vipps_reference_prefix = "with space"
+
+    def test_corrected_request_after_refusal_is_a_new_attempt(self):
+        """Refused (an amount below Vipps's minimum), then corrected: a new
+        Idempotency-Key, so Vipps does not answer 4020 for the reused one."""
+        invoice = self.create_invoice()
+        with self.assertRaisesRegex(ValidationError, "6010"):
+            invoice._vipps_request_payment(amount=0.5)
+        tx = invoice._vipps_request_payment(amount=500.0)
+        self.assertEqual(tx.vipps_state, "CREATED")
+        keys = [call["idempotencyKey"] for call in self.vipps_calls("createPayment")]
+        self.assertEqual(len(set(keys)), 2)
+
+
+@tagged("post_install", "-at_install")
+class TestVippsReceipts(VippsInvoiceCommon):
+    """Receipts that Vipps accepts for every invoice (the emulator checks sums)."""
+
+    def _invoice_with(self, **line):
+        return self.create_invoice(
+            invoice_line_ids=[
+                Command.create({"name": "Consulting", "price_unit": 100.0, **line})
+            ]
+        )
+
+    def _receipt_line(self, invoice):
+        tx = invoice._vipps_request_payment()
+        self.assertEqual(tx.vipps_state, "CREATED", msg="Vipps accepted it.")
+        receipt = self.emulator.payment(tx.reference).receipt
+        return receipt["orderLines"][0]
+
+    def test_long_quantity_fits_ten_characters(self):
+        """12345.123456 hours: the quantity is rounded to fit 10 characters."""
+        line = self._receipt_line(
+            self._invoice_with(quantity=12345.123456, price_unit=1.0)
+        )
+        self.assertLessEqual(len(line["unitInfo"]["quantity"]), 10)
+
+    def test_group_and_division_taxes_give_the_vat_rate(self):
+        """A tax group of 25 % gives 2500; a price-included 25 % division tax is a
+        quarter of the price with tax, a third of the price without: 3333."""
+        vat = self.env["account.tax"].create(
+            {"name": "VAT 25", "amount": 25.0, "amount_type": "percent"}
+        )
+        group = self.env["account.tax"].create(
+            {
+                "name": "Group",
+                "amount_type": "group",
+                "children_tax_ids": [Command.set(vat.ids)],
+            }
+        )
+        division = self.env["account.tax"].create(
+            {
+                "name": "Division 25",
+                "amount": 25.0,
+                "amount_type": "division",
+                "price_include_override": "tax_included",
+            }
+        )
+        for tax, rate in ((group, 2500), (division, 3333)):
+            with self.subTest(tax=tax.name):
+                line = self._receipt_line(
+                    self._invoice_with(tax_ids=[Command.set(tax.ids)])
+                )
+                self.assertEqual(line["taxRate"], rate)
+
+    def test_withholding_tax_keeps_the_line_consistent(self):
+        """25 % VAT and a 10 % withholding: the rate matches the amounts."""
+        vat = self.env["account.tax"].create(
+            {"name": "VAT 25", "amount": 25.0, "amount_type": "percent"}
+        )
+        withholding = self.env["account.tax"].create(
+            {"name": "Withholding", "amount": -10.0, "amount_type": "percent"}
+        )
+        line = self._receipt_line(
+            self._invoice_with(tax_ids=[Command.set((vat | withholding).ids)])
+        )
+        self.assertEqual(
+            line["totalTaxAmount"],
+            round(line["totalAmountExcludingTax"] * line["taxRate"] / 10000),
+        )
+
+    def test_no_negative_discount(self):
+        """A negative discount (a surcharge) is never sent as a negative discount."""
+        line = self._receipt_line(self._invoice_with(discount=-10.0))
+        self.assertGreaterEqual(line["discount"], 0)
+
+
+@tagged("post_install", "-at_install")
+class TestVippsConfiguration(VippsInvoiceCommon):
+    """Configuration errors are caught when the provider is saved."""
+
+    def test_merchant_serial_number_pattern(self):
+        with self.assertRaisesRegex(ValidationError, "4 to 6 digits"):
+            self.vipps.vipps_merchant_serial_number = "12ab"
+
+    def test_https_base_url_required(self):
+        """Webhooks need https; a loopback address (the emulator) is the exception."""
+        self.env["ir.config_parameter"].sudo().set_param(
+            "web.base.url", "http://odoo.example.com"
+        )
+        self.vipps.state = "disabled"
+        with self.assertRaisesRegex(ValidationError, "https"):
+            self.vipps.state = "test"
+
+    def test_failed_webhook_registration_refuses_the_save(self):
+        self.vipps.state = "disabled"
+        self.emulator.inject_fault("registerWebhook", count=3, status=400)
+        with self.fast_retries(), self.assertRaises(ValidationError):
+            self.vipps.state = "test"
+
+    def test_invoice_access_token_never_logged(self):
+        """The invoice's access token in orderDetailsUrl and the return token are
+        masked in the logs."""
+        invoice = self.create_invoice()
+        with self.assertLogs("odoo.addons.payment_vipps", level=logging.INFO) as logs:
+            tx = invoice._vipps_request_payment()
+        text = "\n".join(logs.output)
+        self.assertIn("access_token=***", text)
+        self.assertNotIn(invoice.access_token, text)
+        self.assertNotIn(tx._vipps_return_token(), text)
