@@ -12,7 +12,6 @@ from ..exceptions import VippsBusyError, VippsError
 _logger = logging.getLogger(__name__)
 
 
-
 class PaymentVippsOutbox(models.Model):
     """Vipps work deferred out of the transaction that asked for it.
 
@@ -91,7 +90,11 @@ class PaymentVippsOutbox(models.Model):
     def action_retry(self):
         """Try the selected rows again now."""
         self.write(
-            {"state": "pending", "next_attempt_at": fields.Datetime.now(), "noted": False}
+            {
+                "state": "pending",
+                "next_attempt_at": fields.Datetime.now(),
+                "noted": False,
+            }
         )
         self._vipps_trigger(fields.Datetime.now())
         return True
@@ -414,7 +417,8 @@ class PaymentVippsOutbox(models.Model):
         invoice.message_post(
             body=self.env._(
                 "Vipps MobilePay: %(what)s keeps failing; Odoo goes on trying "
-                "(Invoicing > Configuration > Online Payments > Vipps MobilePay Outbox): %(reason)s",
+                "(Invoicing > Configuration > Online Payments > Vipps MobilePay "
+                "Outbox): %(reason)s",
                 what=dict(self._fields["operation"]._description_selection(self.env))[
                     self.operation
                 ],
@@ -443,7 +447,9 @@ def _process_next_row(env):
         with env.cr.savepoint():
             finished = row._vipps_run() is not False
     except psycopg2.OperationalError as error:
-        _logger.info("Vipps outbox %s %s: retry later (%s)", row.id, row.operation, error)
+        _logger.info(
+            "Vipps outbox %s %s: retry later (%s)", row.id, row.operation, error
+        )
         row._vipps_retry(error)
     except VippsError as error:
         _logger.info("Vipps outbox %s %s: %s", row.id, row.operation, error)
