@@ -11,3 +11,4 @@ from . import test_provider_form
 from . import test_tour
 from . import test_uninstall
 from . import test_webhook
+from . import test_workers

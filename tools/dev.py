@@ -16,6 +16,7 @@ virtualenv exists the script re-executes itself inside it.
 
 import argparse
 import ast
+import contextlib
 import hashlib
 import json
 import os
@@ -846,35 +847,26 @@ def cmd_demo(odoo_src, args):
     database = Database(args)
     url = f"http://127.0.0.1:{args.port}"
     emulator_url = f"http://127.0.0.1:{args.emulator_port}"
-    config = write_config(
-        odoo_src, database, "demo", http_port=args.port, max_cron_threads=1
-    )
+    config = write_config(odoo_src, database, "demo", http_port=args.port)
     if args.reset or not database.exists(DEMO_DB):
         fresh_database(odoo_src, database, config, DEMO_DB)
     else:
         odoo(config, "-d", DEMO_DB, "-u", MODULE, "--stop-after-init")
-    emulator = subprocess.Popen(
-        [sys.executable, "-m", "vipps_emulator", "--port", str(args.emulator_port)],
-        cwd=REPO,
-    )
-    wait_for(f"{emulator_url}/_emulator/health", timeout=30)
-    run_in_odoo(
-        config, DEMO_DB, TOOLS / "demo_data.py", base_url=url, emulator_url=emulator_url
-    )
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "odoo",
-            "-c",
-            config,
-            "-d",
-            DEMO_DB,
-            "--db-filter",
-            DEMO_DB,
-        ]
-    )
+    emulator = server = None
     try:
+        emulator = subprocess.Popen(
+            [sys.executable, "-m", "vipps_emulator", "--port", str(args.emulator_port)],
+            cwd=REPO,
+        )
+        wait_for(f"{emulator_url}/_emulator/health", timeout=30)
+        run_in_odoo(
+            config,
+            DEMO_DB,
+            TOOLS / "demo_data.py",
+            base_url=url,
+            emulator_url=emulator_url,
+        )
+        server = start_odoo_server(odoo_src, config, DEMO_DB, DEMO_SERVER_OPTIONS)
         wait_for(f"{url}/web/login", timeout=120)
         banner = "=" * 78
         print(
@@ -887,13 +879,95 @@ def cmd_demo(odoo_src, args):
             flush=True,
         )
         if args.check:
+            check_reload(server, url)
             return
         server.wait()
     finally:
-        for process in (server, emulator):
-            if process and process.poll() is None:
-                process.terminate()
-                process.wait(30)
+        stop_processes(server, emulator)
+
+
+# Odoo as in production: prefork, HTTP workers and cron workers in processes of their
+# own (their races are real), a websocket (gevent) process on a free port.
+DEMO_SERVER_OPTIONS = {"workers": 2, "max_cron_threads": 2}
+
+
+def start_odoo_server(odoo_src, config, dbname, options):
+    """Start Odoo's server on one database through `odoo-bin`.
+
+    `odoo-bin`, not `python -m odoo`: Odoo re-executes its own command line when it
+    reloads (SIGHUP, or a time or memory limit in threaded mode) and starts its
+    websocket process from it; a re-executed `odoo/__main__.py` fails on its
+    relative import. Server options are given on the command line, so that the
+    set-up commands sharing `config` never start workers.
+
+    The re-executed command is `python` found on PATH (Odoo keeps only the basename
+    of its interpreter), so the virtualenv's `bin` comes first on the server's PATH:
+    else a system Python without Odoo's requirements would take over.
+    """
+    options = {"gevent_port": free_port(), **options}
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
+    return subprocess.Popen(
+        [sys.executable, odoo_src / "odoo-bin", "-c", config, "-d", dbname]
+        + ["--db-filter", f"^{dbname}$"]
+        + [f"--{key.replace('_', '-')}={value}" for key, value in options.items()],
+        env=dict(os.environ, PATH=path),
+    )
+
+
+def check_reload(server, url, timeout=120):
+    """Prove that Odoo survives its own reload: SIGHUP to the master, which stops its
+    workers and re-executes itself; wait for new workers and the login page."""
+    import psutil
+
+    master = psutil.Process(server.pid)
+    before = {child.pid for child in master.children()}
+    expected = 1 + sum(DEMO_SERVER_OPTIONS.values())  # workers + websocket process
+    say(f"Reloading Odoo: SIGHUP to its master process {server.pid}")
+    os.kill(server.pid, signal.SIGHUP)
+    deadline = time.monotonic() + timeout
+    while True:
+        if server.poll() is not None:
+            fail(f"Odoo stopped (exit code {server.returncode}) instead of reloading")
+        children = {child.pid for child in master.children()}
+        if len(children) >= expected and not children & before and answers(url):
+            break
+        if time.monotonic() > deadline:
+            fail(f"Odoo did not come back within {timeout} s of its reload")
+        time.sleep(0.5)
+    say(
+        f"Odoo reloaded: master {server.pid} re-executed {' '.join(master.cmdline())}"
+        f" with {len(children)} new processes; {url}/web/login answers"
+    )
+
+
+def answers(url):
+    try:
+        with urllib.request.urlopen(f"{url}/web/login", timeout=5) as response:  # noqa: S310
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def stop_processes(*processes, timeout=60):
+    """Stop processes we started (SIGTERM, then SIGKILL with their children), even
+    when interrupted again meanwhile."""
+    import psutil
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    running = [p for p in processes if p is not None and p.poll() is None]
+    for process in running:
+        process.terminate()
+    for process in running:
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            say(f"Process {process.pid} did not stop in {timeout} s: killed")
+            with contextlib.suppress(psutil.Error):
+                for child in psutil.Process(process.pid).children(recursive=True):
+                    child.kill()
+            process.kill()
+            process.wait()
 
 
 def wait_for(url, timeout):
@@ -944,7 +1018,9 @@ def main():
     demo.add_argument("--emulator-port", type=int, default=8077)
     demo.add_argument("--reset", action="store_true", help="rebuild the demo database")
     demo.add_argument(
-        "--check", action="store_true", help="stop once the server answers"
+        "--check",
+        action="store_true",
+        help="stop once the server answers, after a reload (SIGHUP) it survives",
     )
     test = commands.add_parser("test", help="run the addon's tests")
     test.add_argument(
