@@ -118,14 +118,20 @@ class AccountMove(models.Model):
     # === ACTION METHODS === #
 
     def button_draft(self):
-        """Override of `account` to withdraw open Vipps requests."""
+        """Override of `account` to withdraw open Vipps requests, and to refuse
+        when the customer paid the invoice through Vipps."""
+        paid_by_vipps = self._vipps_paid_transactions()
         result = super().button_draft()
+        self._vipps_refuse_change(paid_by_vipps)
         self._vipps_withdraw_requests()
         return result
 
     def button_cancel(self):
-        """Override of `account` to withdraw open Vipps requests."""
+        """Override of `account` to withdraw open Vipps requests, and to refuse
+        when the customer paid the invoice through Vipps."""
+        paid_by_vipps = self._vipps_paid_transactions()
         result = super().button_cancel()
+        self._vipps_refuse_change(paid_by_vipps)
         self._vipps_withdraw_requests()
         return result
 
@@ -415,6 +421,32 @@ class AccountMove(models.Model):
         return text[: const.DESCRIPTION_MAX_LENGTH]
 
     # === BUSINESS METHODS - LIFECYCLE === #
+
+    def _vipps_paid_transactions(self):
+        """The Vipps payments reconciled with these invoices (read before Odoo
+        unreconciles them)."""
+        return (
+            self.filtered(lambda move: move.move_type == "out_invoice")
+            ._get_reconciled_payments()
+            .payment_transaction_id.filtered(lambda tx: tx.provider_code == "vipps")
+        )
+
+    def _vipps_refuse_change(self, paid_by_vipps):
+        """The customer paid through Vipps (perhaps a moment ago, while the change
+        was being made): the money was captured, so the invoice is not cancelled
+        or reset under it. Called after Odoo's own checks; raising undoes them.
+
+        :raise UserError: naming the payment and what to do instead
+        """
+        if paid_by_vipps:
+            raise UserError(
+                self.env._(
+                    "This invoice was paid through Vipps MobilePay (%s): the money "
+                    "was captured. Reverse it with a credit note (refunded through "
+                    "Vipps) instead, or unreconcile the payment first.",
+                    ", ".join(paid_by_vipps.mapped("reference")),
+                )
+            )
 
     def _vipps_withdraw_requests(self):
         """Queue the withdrawal of the requests of invoices that can no longer be

@@ -826,7 +826,9 @@ class PaymentTransaction(models.Model):
         `skip_locked` is set."""
         self.ensure_one()
         self.env.cr.execute(
-            "SELECT id FROM payment_transaction WHERE id = %s FOR UPDATE"
+            # NO KEY UPDATE: rows that merely refer to the transaction (an outbox row)
+            # can still be written meanwhile.
+            "SELECT id FROM payment_transaction WHERE id = %s FOR NO KEY UPDATE"
             + (" SKIP LOCKED" if skip_locked else ""),
             [self.id],
         )
@@ -1313,7 +1315,12 @@ class PaymentTransaction(models.Model):
                     .browse(tx_id)
                     .write({"vipps_last_sync": now})
                 )
-        remaining = self.search_count(domain) if len(transactions) == batch_size else 0
+        remaining = 0
+        if len(transactions) == batch_size:
+            # Counted in a transaction of its own, which sees what the loop committed.
+            remaining = outbox._vipps_isolated(
+                lambda env: env["payment.transaction"].search_count(domain)
+            )
         self.env["ir.cron"]._notify_progress(
             done=len(transactions), remaining=remaining
         )

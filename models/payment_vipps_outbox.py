@@ -211,7 +211,13 @@ class PaymentVippsOutbox(models.Model):
         done = 0
         while done < limit and self._vipps_isolated(_process_next_row):
             done += 1
-        remaining = self.search_count(self._vipps_due_domain()) if done else 0
+        # Counted in a transaction of its own: this one does not see the rows the
+        # loop committed.
+        remaining = done and self._vipps_isolated(
+            lambda env: env["payment.vipps.outbox"].search_count(
+                env["payment.vipps.outbox"]._vipps_due_domain()
+            )
+        )
         self.env["ir.cron"]._notify_progress(done=done, remaining=remaining)
 
     @api.model

@@ -68,6 +68,17 @@ class TestVippsLifecycle(VippsInvoiceCommon):
         with self.assertRaisesRegex(UserError, "has approved"):
             invoice.button_cancel()
 
+    def test_invoice_paid_through_vipps_cannot_be_reset_or_cancelled(self):
+        """Invariant 2: the money was captured; the invoice is not cancelled or reset
+        under it (a credit note reverses it)."""
+        invoice, tx = self._paid_by_vipps()
+        for button in (invoice.button_draft, invoice.button_cancel):
+            with self.assertRaises(UserError) as error:
+                button()
+            self.assertIn("credit note", str(error.exception))
+        self.assertEqual(invoice.state, "posted")
+        self.assertIn(invoice.payment_state, ("paid", "in_payment"))
+
     def test_approval_racing_cancel_released(self):
         """Invariant 2: the customer approves just as the invoice is cancelled; the
         withdrawal finds the approval and releases it: nothing is captured."""

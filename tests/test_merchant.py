@@ -110,7 +110,9 @@ class TestVippsConsent(VippsInvoiceCommon):
 class TestVippsPhoneNumbers(VippsInvoiceCommon):
     def test_vipps_msisdn_never_read_in_the_customers_plan(self):
         """A Norwegian MSISDN from Vipps stays Norwegian for a Finnish customer."""
-        self.assertEqual(utils.to_e164("4791234567", "FI", international=True), "+4791234567")
+        self.assertEqual(
+            utils.to_e164("4791234567", "FI", international=True), "+4791234567"
+        )
         finnish = self.env["res.partner"].create(
             {"name": "Aino", "country_id": self.env.ref("base.fi").id}
         )
@@ -211,7 +213,10 @@ class TestVippsBrand(VippsInvoiceCommon):
         Vipps, on the pay button, the QR caption and the e-mail; NOK is Vipps."""
         danish = self.create_invoice(currency_id=self._enable_currency("DKK").id)
         norwegian = self.create_invoice()
-        for day, brand in (("2027-01-11 23:00", "MobilePay"), ("2027-01-12 01:00", "Vipps")):
+        for day, brand in (
+            ("2027-01-11 23:00", "MobilePay"),
+            ("2027-01-12 01:00", "Vipps"),
+        ):
             with self.subTest(day=day), freeze_time(day):
                 self.assertEqual(danish._vipps_brand(), brand)
                 self.assertEqual(norwegian._vipps_brand(), "Vipps")

@@ -271,12 +271,14 @@ class TestVippsWebhook(VippsHttpCommon):
         deep = b"[" * 100000 + b"]" * 100000
         with mute_logger(CONTROLLER_LOGGER, "odoo.http"):
             statuses = [
-                self._post_event(self._event(tx), headers={"x-ms-date": "Tø, 1 Jan"})
-                .status_code,
+                self._post_event(
+                    self._event(tx), headers={"x-ms-date": "Tø, 1 Jan"}
+                ).status_code,
                 self._post_event(b"not json").status_code,
                 self._post_event(deep[: const.WEBHOOK_MAX_BODY - 10]).status_code,
-                self._post_event(b"{" + b" " * const.WEBHOOK_MAX_BODY + b"}")
-                .status_code,
+                self._post_event(
+                    b"{" + b" " * const.WEBHOOK_MAX_BODY + b"}"
+                ).status_code,
             ]
         self.assertEqual(statuses, [403, 403, 403, 413])
         self.assertFalse(self.emulator.requests)
@@ -300,6 +302,8 @@ class TestVippsWebhook(VippsHttpCommon):
         registers it again."""
         self.vipps._vipps_delete_webhook(self.vipps.sudo().vipps_webhook_id)
         self.env.ref("payment_vipps.cron_check_webhooks").method_direct_trigger()
-        hooks = [h for h in self.emulator.webhooks() if h["url"].startswith(self.base_url())]
+        hooks = [
+            h for h in self.emulator.webhooks() if h["url"].startswith(self.base_url())
+        ]
         self.assertEqual(len(hooks), 1)
         self.assertEqual(self.vipps.sudo().vipps_webhook_id, hooks[0]["id"])

@@ -77,7 +77,7 @@ SETUP = textwrap.dedent(
                         "name": f"Customer {ref} {number}",
                         "mobile": "+" + msisdn,
                         "country_id": env.ref("base.no").id,
-                        "vipps_phone": msisdn,
+                        "vipps_phone": "+" + msisdn,
                         "vipps_consent_date": fields.Datetime.now(),
                         "vipps_consent_source": "test_workers set-up",
                     }
@@ -690,13 +690,10 @@ class TestWorkers(BaseCase):
         duplicates = [d for d in deliveries if d.get("duplicate")]
         self.assertTrue(duplicates, msg="Webhooks were delivered twice.")
 
-    # KNOWN BUG (reported with this test; see also the next test): when the cancel
-    # arrives while the worker following the approval is capturing, the cancel's
-    # transaction fails on a serialization error, Odoo retries it, and the retry
-    # finds the invoice paid and cancels it anyway: Odoo unreconciles the Vipps
-    # payment and the invoice ends cancelled with the money captured. Depending on
-    # the interleaving, this test passes or fails on "WRONG: invoice cancelled,
-    # 1487.5 captured at Vipps".
+    # The cancel may wait for the transaction of the worker that captures the
+    # approval, fail on a serialization error and be retried by Odoo: the retry
+    # finds the invoice paid through Vipps and refuses, so the money captured never
+    # belongs to a cancelled invoice.
     def test_cancel_racing_approval_captures_nothing(self):
         """Invariant 2 (nothing live for a cancelled invoice).
 
@@ -762,14 +759,10 @@ class TestWorkers(BaseCase):
         self.assert_books_match_vipps(tx_ids)
         self.assertEqual(wrong, {}, msg="A cancelled invoice must not be charged.")
 
-    # KNOWN BUG (reported with this test): fails today, for both buttons. The
-    # approval's capture is in flight when the accountant cancels (or resets to
-    # draft, the button the invoice form shows); the call waits for the capture's
-    # transaction, fails on a serialization error, and Odoo's retry of the call
-    # cancels (resets) the now-paid invoice, unreconciling the Vipps payment,
-    # without a word. The README promises: "If the customer approved it a moment
-    # before (the payment is then registered) ... the invoice is left as it is and
-    # you are told why."
+    # The approval's capture is in flight when the accountant cancels (or resets to
+    # draft, the button the invoice form shows): the call waits for the capture's
+    # transaction and Odoo retries it after the serialization error; the retry finds
+    # the invoice paid through Vipps and refuses.
     def test_cancel_while_approval_is_captured_is_refused(self):
         """Invariant 2 (a cancelled or reset invoice is never charged).
 

@@ -7,6 +7,8 @@ can be restarted on the same database.
 
 from odoo import Command, fields
 
+from odoo.addons.payment_vipps import utils
+
 XMLID_MODULE = "payment_vipps_demo"
 
 # The local emulator's documented default merchant (vipps_emulator/README.md).
@@ -184,7 +186,14 @@ def load(env, params):
         )
         for name, values in CUSTOMERS
     }
-    # Lars gets his invoices "by Vipps MobilePay" from Send & Print.
+    # Kari and Lars agreed to receive payment requests in the app when they signed
+    # up; Lars gets his invoices "by Vipps MobilePay" from Send & Print.
+    for name in ("partner_kari", "partner_lars"):
+        partner = partners[name]
+        if not partner.vipps_consent_date:
+            partner._vipps_store_consent(
+                utils.to_e164(partner.mobile, "NO"), "agreed on the service contract"
+            )
     partners["partner_lars"].invoice_sending_method = "vipps"
     products = {
         name: _create(
