@@ -41,7 +41,9 @@ def migrate(cr, version):
              WHERE m.vipps_auto_pending
             """
         )
-        _logger.info("payment_vipps: %s queued requests moved to the outbox", cr.rowcount)
+        _logger.info(
+            "payment_vipps: %s queued requests moved to the outbox", cr.rowcount
+        )
         cr.execute(
             "ALTER TABLE account_move DROP COLUMN vipps_auto_pending,"
             " DROP COLUMN IF EXISTS vipps_queued_request"
@@ -62,5 +64,7 @@ def migrate(cr, version):
              WHERE e.state != 'done'
             """
         )
-        _logger.info("payment_vipps: %s webhook events moved to the outbox", cr.rowcount)
+        _logger.info(
+            "payment_vipps: %s webhook events moved to the outbox", cr.rowcount
+        )
         cr.execute("DROP TABLE payment_vipps_event")
