@@ -49,12 +49,24 @@ def build_parser():
         "SE=SEK)",
     )
     add(
+        "--approved",
+        action="store_true",
+        help="a sales unit Vipps approved for long-living payments (expiresAt up "
+        f"to {config.APPROVED_LONG_LIVING_MAX_DAYS} days) and PUSH_MESSAGE; without "
+        "it, an ordinary one that gets 5050 and 5080",
+    )
+    add(
         "--long-living-max-days",
         type=int,
-        default=config.DEFAULT_LONG_LIVING_MAX_DAYS,
-        help="furthest expiresAt in days; 0 = not approved, 5050 (28)",
+        help="furthest expiresAt in days; 0 = not approved, 5050 (0; "
+        f"{config.APPROVED_LONG_LIVING_MAX_DAYS} with --approved)",
     )
-    _bool_flag(parser, "push-allowed", True, "allow PUSH_MESSAGE (else 5080)")
+    _bool_flag(
+        parser,
+        "push-allowed",
+        None,
+        "allow PUSH_MESSAGE (default: only with --approved; else 5080)",
+    )
     add(
         "--no-push",
         dest="push_allowed",
@@ -112,8 +124,7 @@ def main(argv=None):
         "subscription_key": args.subscription_key,
         "merchant_name": args.merchant_name,
         "currency": config.MARKETS[args.market] if args.market else args.currency,
-        "long_living_max_days": args.long_living_max_days,
-        "push_allowed": args.push_allowed,
+        "approved": args.approved,
         "partial_capture_allowed": args.partial_capture,
         "token_ttl": args.token_ttl,
         "not_vipps_users": args.not_vipps_user,
@@ -126,6 +137,10 @@ def main(argv=None):
     }
     if args.http_host:
         options["http_hosts"] = args.http_host
+    if args.long_living_max_days is not None:
+        options["long_living_max_days"] = args.long_living_max_days
+    if args.push_allowed is not None:
+        options["push_allowed"] = args.push_allowed
     try:
         emulator = Emulator(args.host, args.port, **options)
         emulator.start()
@@ -134,9 +149,14 @@ def main(argv=None):
         return 2
     signal.signal(signal.SIGTERM, lambda *_: emulator.stopping.set())
     sys.stdout.write(f"{emulator.url}\n")
+    merchant = emulator.merchant
+    push = "allowed" if merchant.push_allowed else "not approved"
+    days = merchant.long_living_max_days
+    expiry = f"up to {days} days" if days else "not approved"
     sys.stdout.write(
-        f"Vipps MobilePay emulator for MSN {emulator.merchant.msn} "
-        f"({emulator.merchant.currency}); app inbox: {emulator.url}/app/inbox\n"
+        f"Vipps MobilePay emulator for MSN {merchant.msn} ({merchant.currency}; "
+        f"PUSH_MESSAGE {push}; expiresAt {expiry}); "
+        f"app inbox: {emulator.url}/app/inbox\n"
     )
     sys.stdout.flush()
     emulator.serve_forever()

@@ -13,7 +13,12 @@ DEFAULT_CLIENT_SECRET = "emulator-client-secret"
 DEFAULT_SUBSCRIPTION_KEY = "emulator-subscription-key"
 DEFAULT_MERCHANT_NAME = "Emulated Merchant AS"
 DEFAULT_TOKEN_TTL = 3600  # seconds; the Vipps test environment issues 1-hour tokens
-DEFAULT_LONG_LIVING_MAX_DAYS = 28
+# An ordinary sales unit is not approved for long-living payments (5050).
+DEFAULT_LONG_LIVING_MAX_DAYS = 0
+# The furthest expiresAt Vipps documents (October 2026) for an approved sales unit;
+# the 2024 spec said less than 28 days. A sales unit may have its own, lower,
+# maximum, and Norwegian terms allow at most 24 hours: set long_living_max_days.
+APPROVED_LONG_LIVING_MAX_DAYS = 60
 # The customer used when an approval names no phone number and the payment has
 # none (control API, Emulator.approve(), force approve by token only).
 DEFAULT_TEST_PHONE = "4791234567"
@@ -52,9 +57,10 @@ class Merchant:
     currency: str = "NOK"
     name: str = DEFAULT_MERCHANT_NAME
     # Approval for long-living payments: the furthest expiresAt in days;
-    # 0 means the sales unit is not approved (error 5050).
+    # 0 (an ordinary sales unit) means not approved (error 5050).
     long_living_max_days: int = DEFAULT_LONG_LIVING_MAX_DAYS
-    push_allowed: bool = True  # False: PUSH_MESSAGE fails with 5080
+    # Approval to skip the landing page; without it PUSH_MESSAGE fails with 5080.
+    push_allowed: bool = False
     partial_capture_allowed: bool = True  # False: partial capture fails with 6140
     nin_allowed: bool = False  # profile scope "nin" needs a permission (5030)
 
@@ -72,6 +78,17 @@ class Merchant:
             if not getattr(self, field):
                 raise ValueError(f"{field} cannot be empty")
 
+    @classmethod
+    def approved(cls, **fields):
+        """Return a sales unit with Vipps's approvals (see ``APPROVED``);
+        ``fields`` override them, e.g. ``long_living_max_days=1`` in Norway."""
+        return cls(**{**APPROVED, **fields})
+
+    @property
+    def is_approved(self):
+        """True when the sales unit may use both PUSH_MESSAGE and expiresAt."""
+        return self.push_allowed and self.long_living_max_days > 0
+
     @property
     def msn(self):
         """Shorthand for the Merchant Serial Number."""
@@ -82,6 +99,7 @@ class Merchant:
         data = dataclasses.asdict(self)
         for secret in ("client_secret", "subscription_key"):
             data.pop(secret)
+        data["approved"] = self.is_approved
         return data
 
     def update(self, **changes):
@@ -96,6 +114,28 @@ class Merchant:
 
 
 MERCHANT_FIELDS = tuple(field.name for field in dataclasses.fields(Merchant))
+
+# What most sales units get from Vipps, and every new one: no long-living
+# payments (5050), no PUSH_MESSAGE (5080). These are the Merchant defaults.
+ORDINARY = {"long_living_max_days": 0, "push_allowed": False}
+# A sales unit Vipps approved for long-living payments and for skipping the
+# landing page: Merchant(**APPROVED), Emulator(**APPROVED) or approved=True.
+APPROVED = {
+    "long_living_max_days": APPROVED_LONG_LIVING_MAX_DAYS,
+    "push_allowed": True,
+}
+
+
+def merchant_fields(fields):
+    """Expand the shorthand ``approved=True|False`` into the approval fields;
+    fields given explicitly win."""
+    fields = dict(fields)
+    if "approved" in fields:
+        approved = fields.pop("approved")
+        if not isinstance(approved, bool):
+            raise ValueError("approved must be true or false")
+        fields = {**(APPROVED if approved else ORDINARY), **fields}
+    return fields
 
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")

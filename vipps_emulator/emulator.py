@@ -31,13 +31,13 @@ def split_options(options):
     merchant, settings = {}, {}
     for key, value in options.items():
         key = _MERCHANT_ALIASES.get(key, key)
-        if key in config.MERCHANT_FIELDS:
+        if key in config.MERCHANT_FIELDS or key == "approved":
             merchant[key] = value
         elif key in config.SETTINGS_FIELDS:
             settings[key] = value
         else:
             raise TypeError(f"unknown emulator option {key!r}")
-    return merchant, settings
+    return config.merchant_fields(merchant), settings
 
 
 class Emulator:
@@ -48,7 +48,8 @@ class Emulator:
     * sales unit: ``merchant_serial_number`` (``msn``), ``client_id``,
       ``client_secret``, ``subscription_key``, ``currency``, ``merchant_name``,
       ``long_living_max_days``, ``push_allowed``, ``partial_capture_allowed``,
-      ``nin_allowed``;
+      ``nin_allowed``, and ``approved=True`` for Vipps's approvals (long-living
+      payments and PUSH_MESSAGE; the default is an ordinary sales unit);
     * behaviour: ``token_ttl``, ``http_hosts``, ``not_user_suffix``,
       ``not_vipps_users``, ``receipt_sum_must_match``, ``replay_client_errors``,
       ``webhook_retry_delays``, ``webhook_timeout``, ``fault_hang_seconds``,
@@ -175,13 +176,15 @@ class Emulator:
     def add_merchant(self, **fields):
         """Add another sales unit (kept across ``reset()``); return it."""
         fields = {_MERCHANT_ALIASES.get(k, k): v for k, v in fields.items()}
-        merchant = config.Merchant(**fields)
+        merchant = config.Merchant(**config.merchant_fields(fields))
         return self.store.add_merchant(merchant, initial=True)
 
     def update_merchant(self, msn=None, **changes):
         """Change settings of a sales unit (default: the first one) until the
-        next ``reset()``; e.g. ``update_merchant(push_allowed=False)``."""
+        next ``reset()``; e.g. ``update_merchant(push_allowed=False)`` or
+        ``update_merchant(approved=True)``."""
         changes = {_MERCHANT_ALIASES.get(k, k): v for k, v in changes.items()}
+        changes = config.merchant_fields(changes)
         merchant = self.store.merchants.get(str(msn or self.merchant.msn))
         if merchant is None:
             raise LookupError(f"no merchant {msn}")

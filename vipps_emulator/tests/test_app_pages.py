@@ -1,6 +1,7 @@
 """The pages that stand in for the Vipps MobilePay app."""
 
 import urllib.parse
+from typing import ClassVar
 
 from .common import PHONE, EmulatorCase, send
 
@@ -89,7 +90,9 @@ class TestLandingPage(EmulatorCase):
 
 
 class TestInbox(EmulatorCase):
-    """Push requests per phone."""
+    """Push requests per phone (a sales unit approved for PUSH_MESSAGE)."""
+
+    options: ClassVar[dict] = {"approved": True}
 
     def test_inbox_lists_push_requests_and_approves(self):
         """The inbox lists the phone's push request; Approve authorizes it."""

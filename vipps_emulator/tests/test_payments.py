@@ -65,6 +65,7 @@ class TestStateMachine(EmulatorCase):
 
     def test_push_request_can_only_be_approved_by_its_customer(self):
         """A push request approved from another phone fails with 10010."""
+        self.emu.update_merchant(approved=True)
         self.new_payment(userFlow="PUSH_MESSAGE", customer={"phoneNumber": PHONE})
         answer = self.call(
             "POST",
@@ -243,6 +244,7 @@ class TestExpiry(EmulatorCase):
         """A long-living payment lives until its expiresAt."""
         start = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.timezone.utc)
         self.emu.set_time(start)
+        self.emu.update_merchant(approved=True)
         self.new_payment(
             userFlow="PUSH_MESSAGE",
             customer={"phoneNumber": PHONE},
