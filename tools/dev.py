@@ -46,10 +46,11 @@ TEST_DB = "payment_vipps_test"
 DEMO_DB = "payment_vipps_demo"
 TEMPLATE_PREFIX = "payment_vipps_tmpl_"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-# The emulator's sales unit is an ordinary one unless asked: refused long-living
-# payments (5050) and PUSH_MESSAGE (5080). Until the addon handles that, the demo
-# and the benchmarks use a sales unit Vipps approved for both.
-EMULATOR_APPROVED = ["--approved"]
+# The emulator behaves as Vipps does for an ordinary sales unit unless asked:
+# long-living payments (5050) and PUSH_MESSAGE (5080) refused, profile.sub written a
+# few seconds after approval. Until the addon handles that, the demo and the
+# benchmarks use a sales unit Vipps approved for both, with profile.sub at once.
+EMULATOR_APPROVED = ["--approved", "--sub-delay", "0"]
 
 
 def say(message):
@@ -951,7 +952,8 @@ def main():
     demo.add_argument(
         "--ordinary-merchant",
         action="store_true",
-        help="an emulated sales unit without Vipps's approvals (5050, 5080)",
+        help="an emulated sales unit as Vipps gives most merchants (5050, 5080, "
+        "profile.sub a little after approval)",
     )
     demo.add_argument("--reset", action="store_true", help="rebuild the demo database")
     demo.add_argument(

@@ -100,6 +100,19 @@ def build_parser():
         default="1,5,15,60,300",
         help="seconds between webhook attempts, comma-separated (1,5,15,60,300)",
     )
+    add(
+        "--sub-delay",
+        type=float,
+        default=3.0,
+        metavar="SECONDS",
+        help="profile.sub is written this long after approval (emulator clock); "
+        "0 = at once (3)",
+    )
+    add(
+        "--user-details-at-once",
+        action="store_true",
+        help="show userDetails on Get payment at approval, before profile.sub",
+    )
     _bool_flag(
         parser,
         "receipt-sum-check",
@@ -134,6 +147,8 @@ def main(argv=None):
             float(d) for d in args.webhook_retry_delays.split(",") if d.strip()
         ],
         "public_url": args.public_url,
+        "sub_delay": args.sub_delay,
+        "user_details_delayed": not args.user_details_at_once,
     }
     if args.http_host:
         options["http_hosts"] = args.http_host

@@ -285,7 +285,12 @@ class VippsApi:
         validation.check_headers(req.headers, idempotency_required=False)
         payment = self._payment(req, merchant)
         with self.store.lock:
-            return Reply(200, payment.to_api(self.store.users))
+            body = payment.to_api(
+                self.store.users,
+                self.store.clock.now(),
+                self.settings.user_details_delayed,
+            )
+            return Reply(200, body)
 
     def get_events(self, req):
         """GET /epayment/v1/payments/{reference}/events."""

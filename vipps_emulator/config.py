@@ -166,6 +166,12 @@ class Settings:
     expiry_interval: float = 1.0
     # Base URL written into redirectUrl; None means the server's own URL.
     public_url: str = None
+    # Vipps writes profile.sub asynchronously: for this many seconds (emulator
+    # clock) after approval, Get payment lacks profile.sub and Userinfo does
+    # not know the sub yet. 0 = written at once.
+    sub_delay: float = 3.0
+    # userDetails on Get payment waits for the same write (False: at once).
+    user_details_delayed: bool = True
 
     def __post_init__(self):
         self.http_hosts = tuple(host.lower() for host in self.http_hosts)
@@ -174,6 +180,9 @@ class Settings:
         if int(self.token_ttl) <= 0:
             raise ValueError("token_ttl must be positive")
         self.token_ttl = int(self.token_ttl)
+        self.sub_delay = float(self.sub_delay)
+        if self.sub_delay < 0:
+            raise ValueError("sub_delay cannot be negative")
 
     def is_vipps_user(self, phone):
         """Apply the documented rule for numbers that are not Vipps users."""

@@ -93,6 +93,9 @@ class Payment:
     approved_phone: str = None
     sub: str = None
     consent_at: dt.datetime = None
+    # When Vipps has written sub (and the shared data) where Get payment and
+    # Userinfo read it: a little after approval (Settings.sub_delay).
+    profile_ready_at: dt.datetime = None
     captured: int = 0
     refunded: int = 0
     cancelled: int = 0
@@ -120,6 +123,10 @@ class Payment:
             "refundedAmount": self._amount(self.refunded),
         }
 
+    def profile_ready(self, now):
+        """True once ``sub`` and the shared data can be read (see sub_delay)."""
+        return bool(self.sub) and now >= self.profile_ready_at
+
     def user_details(self, users):
         """Return the live API's ``userDetails`` for the consented scopes."""
         if not self.sub or not self.scopes:
@@ -137,17 +144,22 @@ class Payment:
             details["dateOfBirth"] = profile["birthdate"]
         return details
 
-    def to_api(self, users):
-        """Return the payment as Get payment shows it."""
+    def to_api(self, users, now, details_delayed=True):
+        """Return the payment as Get payment shows it at ``now``.
+
+        ``profile.sub`` appears once the profile is written; ``userDetails``
+        too, unless ``details_delayed`` is False.
+        """
         method = {"type": self.method}
         if self.state == AUTHORIZED:
             method["cardBin"] = "540185"
+        ready = self.profile_ready(now)
         body = {
             "aggregate": self.aggregate(),
             "amount": self._amount(self.value),
             "state": self.state,
             "paymentMethod": method,
-            "profile": {"sub": self.sub} if self.sub else {},
+            "profile": {"sub": self.sub} if ready else {},
             "pspReference": self.psp_reference,
             "reference": self.reference,
         }
@@ -156,7 +168,7 @@ class Payment:
         if self.metadata is not None:
             body["metadata"] = self.metadata
         details = self.user_details(users)
-        if details:
+        if details and (ready or not details_delayed):
             body["userDetails"] = details
         return body
 
@@ -187,6 +199,9 @@ class Payment:
             "paymentDescription": self.description,
             "scopes": self.scopes,
             "sub": self.sub,
+            "profileReadyAt": (
+                isoformat(self.profile_ready_at) if self.profile_ready_at else None
+            ),
             "createdAt": isoformat(self.created_at),
             "expiresAt": isoformat(self.expires_at),
             "longLiving": self.long_living,
@@ -549,6 +564,9 @@ class Store:
             if payment.scopes:
                 payment.sub = self.users.sub(payment.msn, phone)
                 payment.consent_at = now
+                payment.profile_ready_at = now + dt.timedelta(
+                    seconds=self.settings.sub_delay
+                )
             self._event(payment, "AUTHORIZED")
             return payment
 
@@ -669,7 +687,7 @@ class Store:
         scopes, phone, consent_at = set(), None, None
         with self.lock:
             for payment in self.payments.get(merchant.msn, {}).values():
-                if payment.sub == sub:
+                if payment.sub == sub and payment.profile_ready(now):
                     scopes.update(payment.scopes)
                     phone = payment.approved_phone
                     if consent_at is None or payment.consent_at > consent_at:

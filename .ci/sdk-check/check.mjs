@@ -152,7 +152,18 @@ async function main() {
     const data = ok(await client.payment.info(token, reference), "info");
     assert.equal(data.state, "AUTHORIZED");
     assert.equal(data.aggregate.authorizedAmount.value, 49900);
-    assert.ok(data.profile.sub, "profile.sub is set after approval");
+  });
+
+  await step("profile.sub is written a little after approval", async () => {
+    // Vipps writes the sub asynchronously; the emulator does it sub_delay
+    // seconds (its own clock) after approval, so move its clock that far.
+    const first = ok(await client.payment.info(token, reference), "info");
+    assert.equal(first.profile?.sub, undefined, "no sub right after approval");
+    const { settings } = await control("/health");
+    await control("/clock/advance", { seconds: settings.sub_delay });
+    const data = ok(await client.payment.info(token, reference), "info");
+    assert.ok(data.profile.sub, "profile.sub is set once written");
+    assert.equal(data.userDetails.mobileNumber, PHONE);
     sub = data.profile.sub;
   });
 
