@@ -101,6 +101,14 @@ def build_parser():
         help="seconds between webhook attempts, comma-separated (1,5,15,60,300)",
     )
     add(
+        "--reference-exists-status",
+        type=int,
+        choices=(400, 409),
+        default=409,
+        help="HTTP status of 4150 'reference already exists', which Vipps does "
+        "not document (409)",
+    )
+    add(
         "--sub-delay",
         type=float,
         default=3.0,
@@ -147,6 +155,7 @@ def main(argv=None):
             float(d) for d in args.webhook_retry_delays.split(",") if d.strip()
         ],
         "public_url": args.public_url,
+        "reference_exists_status": args.reference_exists_status,
         "sub_delay": args.sub_delay,
         "user_details_delayed": not args.user_details_at_once,
     }

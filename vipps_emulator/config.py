@@ -155,8 +155,14 @@ class Settings:
     not_vipps_users: frozenset = frozenset()
     # Receipt lines (returns negative, plus tip) must add up to amount.value.
     receipt_sum_must_match: bool = True
-    # Replay a 400 answer for a repeated Idempotency-Key, as for a success.
+    # Remember a refused request (a 4xx other than a passing condition: 401,
+    # 423, 429, or codes 6160/6250/6280 that ask for a retry) under its
+    # Idempotency-Key: the same key and body replay the refusal, the same key
+    # with another body is a 409 (4020 on create), as at Vipps.
     replay_client_errors: bool = True
+    # "Reference already exists" is code 4150; Vipps does not document its
+    # HTTP status (create lists 400, 403 and 409). 409 or 400.
+    reference_exists_status: int = 409
     # Webhook delivery: seconds between attempts; len + 1 attempts in all.
     webhook_retry_delays: tuple = (1.0, 5.0, 15.0, 60.0, 300.0)
     webhook_timeout: float = 10.0
@@ -180,6 +186,9 @@ class Settings:
         if int(self.token_ttl) <= 0:
             raise ValueError("token_ttl must be positive")
         self.token_ttl = int(self.token_ttl)
+        if int(self.reference_exists_status) not in (400, 409):
+            raise ValueError("reference_exists_status must be 400 or 409")
+        self.reference_exists_status = int(self.reference_exists_status)
         self.sub_delay = float(self.sub_delay)
         if self.sub_delay < 0:
             raise ValueError("sub_delay cannot be negative")

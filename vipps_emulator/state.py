@@ -22,7 +22,14 @@ import uuid
 
 from . import config
 from .clock import isoformat
-from .errors import ApiError, conflict, domain_error, not_found, unauthorized
+from .errors import (
+    ApiError,
+    conflict,
+    domain_error,
+    is_refusal,
+    not_found,
+    unauthorized,
+)
 
 CREATED = "CREATED"
 AUTHORIZED = "AUTHORIZED"
@@ -386,8 +393,10 @@ class Store:
     def idempotent(self, scope, key, body, run, conflict_code):
         """Run ``run()`` once per Idempotency-Key within ``scope``.
 
-        The same key with the same body replays the first answer (success or
-        a 400); the same key with another body is a 409 with ``conflict_code``.
+        The same key with the same body replays the first answer (a success,
+        or a refusal when ``replay_client_errors``); the same key with another
+        body is a 409 with ``conflict_code``. Answers that ask for a retry
+        (see ``errors.is_refusal``) are not remembered.
         Returns ``(status, body, replayed)``.
         """
         record_key = (*scope, key)
@@ -407,7 +416,7 @@ class Store:
             try:
                 status, answer = run()
             except ApiError as err:
-                if self.settings.replay_client_errors and err.status == 400:
+                if self.settings.replay_client_errors and is_refusal(err):
                     self.idempotency[record_key] = Stored(digest, error=err)
                 raise
             self.idempotency[record_key] = Stored(digest, status, answer)
@@ -465,7 +474,9 @@ class Store:
             reference = fields["reference"]
             if reference in self.payments[merchant.msn]:
                 raise domain_error(
-                    4150, f"A payment with reference {reference} already exists."
+                    4150,
+                    f"A payment with reference {reference} already exists.",
+                    status=self.settings.reference_exists_status,
                 )
             phone = fields["phone"]
             if phone is not None and not self.users.exists(phone):
