@@ -397,7 +397,9 @@ class VippsApi:
         category = validation.check_category(req.json(), self.settings.http_hosts)
         with self.store.lock:
             self.store.categories[key] = category
-        return Reply(200)
+        # 200Upserted: the same status for a new and a replaced category, with a
+        # JSON string body.
+        return Reply(200, json.dumps(self.store.order_id(key)))
 
     def post_receipt(self, req):
         """POST /order-management/v2/{paymentType}/receipts/{orderId}."""
@@ -413,7 +415,8 @@ class VippsApi:
                     "This order already has a receipt; receipts cannot be changed."
                 )
             self.store.receipts[key] = receipt
-        return Reply(201)
+        # 201Created, with a JSON string body.
+        return Reply(201, json.dumps(self.store.order_id(key)))
 
     def get_order(self, req):
         """GET /order-management/v2/{paymentType}/{orderId}."""

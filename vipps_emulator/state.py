@@ -300,6 +300,7 @@ class Store:
         self.categories = {}  # (msn, paymentType, orderId) -> dict
         self.receipts = {}  # (msn, paymentType, orderId) -> dict
         self.images = {}  # (msn, imageId) -> bytes
+        self.order_ids = {}  # (msn, paymentType, orderId) -> id in OM answers
         self.reset()
 
     # === setup === #
@@ -324,6 +325,7 @@ class Store:
             self.categories.clear()
             self.receipts.clear()
             self.images.clear()
+            self.order_ids.clear()
 
     def add_merchant(self, merchant, initial=False):
         """Add (or replace) a sales unit; with ``initial`` it survives reset."""
@@ -421,6 +423,15 @@ class Store:
                 raise
             self.idempotency[record_key] = Stored(digest, status, answer)
             return status, answer, False
+
+    def order_id(self, key):
+        """Return the id Order Management answers with for one order.
+
+        The spec declares a JSON string (a UUID in its example) as the body of
+        the category and receipt answers; here it is one id per order.
+        """
+        with self.lock:
+            return self.order_ids.setdefault(key, str(uuid.uuid4()))
 
     # === payments === #
 
