@@ -178,6 +178,9 @@ class Settings:
     sub_delay: float = 3.0
     # userDetails on Get payment waits for the same write (False: at once).
     user_details_delayed: bool = True
+    # The epayments.payment.authorized.v1 webhook carries userDetails and
+    # profile.sub when profile data was shared ("may also carry" in the docs).
+    authorized_webhook_profile: bool = True
 
     def __post_init__(self):
         self.http_hosts = tuple(host.lower() for host in self.http_hosts)

@@ -58,6 +58,8 @@ class Event:
     idempotency_key: str = None
     success: bool = True
     psp_reference: str = dataclasses.field(default_factory=new_psp_reference)
+    # Members only the webhook payload carries (not the event log).
+    webhook_extra: dict = None
 
     def to_api(self, reference):
         """Return the event as the event log endpoint shows it."""
@@ -118,6 +120,14 @@ class Payment:
         """The reserved amount (the full amount once authorized)."""
         return self.value if self.state == AUTHORIZED else 0
 
+    @property
+    def capture_guaranteed_until(self):
+        """The end of the market's capture deadline (6100 after it), or None."""
+        if self.authorized_at is None:
+            return None
+        days = config.CAPTURE_DEADLINE_DAYS.get(self.currency, 180)
+        return self.authorized_at + dt.timedelta(days=days)
+
     def _amount(self, value):
         return {"currency": self.currency, "value": value}
 
@@ -170,6 +180,8 @@ class Payment:
             "pspReference": self.psp_reference,
             "reference": self.reference,
         }
+        if self.state == AUTHORIZED:
+            body["captureGuaranteedUntil"] = isoformat(self.capture_guaranteed_until)
         if self.redirect_url:
             body["redirectUrl"] = self.redirect_url
         if self.metadata is not None:
@@ -208,6 +220,11 @@ class Payment:
             "sub": self.sub,
             "profileReadyAt": (
                 isoformat(self.profile_ready_at) if self.profile_ready_at else None
+            ),
+            "captureGuaranteedUntil": (
+                isoformat(self.capture_guaranteed_until)
+                if self.capture_guaranteed_until
+                else None
             ),
             "createdAt": isoformat(self.created_at),
             "expiresAt": isoformat(self.expires_at),
@@ -440,13 +457,14 @@ class Store:
         for listener in list(self.listeners):
             listener(payment.msn, payment, event)
 
-    def _event(self, payment, name, value=None, key=None):
+    def _event(self, payment, name, value=None, key=None, webhook_extra=None):
         event = Event(
             name=name,
             value=payment.value if value is None else value,
             currency=payment.currency,
             timestamp=self.clock.now(),
             idempotency_key=key,
+            webhook_extra=webhook_extra,
         )
         self._emit(payment, event)
         return event
@@ -589,8 +607,20 @@ class Store:
                 payment.profile_ready_at = now + dt.timedelta(
                     seconds=self.settings.sub_delay
                 )
-            self._event(payment, "AUTHORIZED")
+            self._event(
+                payment, "AUTHORIZED", webhook_extra=self._authorized_extra(payment)
+            )
             return payment
+
+    def _authorized_extra(self, payment):
+        """What the authorized webhook carries besides the common members:
+        captureGuaranteedUntil and, when profile data was shared, userDetails
+        and profile.sub (at once, whatever sub_delay says for Get payment)."""
+        extra = {"captureGuaranteedUntil": isoformat(payment.capture_guaranteed_until)}
+        if payment.sub and self.settings.authorized_webhook_profile:
+            extra["userDetails"] = payment.user_details(self.users)
+            extra["profile"] = {"sub": payment.sub}
+        return extra
 
     def reject(self, payment):
         """Reject (abort) a CREATED payment, as the customer would in the app."""

@@ -278,6 +278,7 @@ class Dispatcher:
             "timestamp": isoformat(event.timestamp),
             "idempotencyKey": event.idempotency_key,
             "success": event.success,
+            **(event.webhook_extra or {}),
         }
         body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
         for registration in self.registry.subscribed(msn, name):

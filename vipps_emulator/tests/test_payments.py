@@ -4,6 +4,7 @@ the event log and idempotent retries."""
 import datetime as dt
 from typing import ClassVar
 
+from ..clock import parse_rfc3339
 from .common import PHONE, EmulatorCase
 
 REF = "inv-2026-00001-1"
@@ -214,6 +215,47 @@ class TestStateMachine(EmulatorCase):
         )
         self.assertEqual(answer.code, 6100)
         self.assertEqual(self.modify("cancel").code, 6030)
+
+
+class TestCaptureGuarantee(EmulatorCase):
+    """captureGuaranteedUntil on Get payment, from the market's deadline."""
+
+    def test_absent_before_approval_then_180_days_in_norway(self):
+        """NOK: 180 days after approval; not shown before."""
+        self.emu.set_time(dt.datetime(2026, 10, 1, 12, 0, tzinfo=dt.timezone.utc))
+        self.new_payment()
+        self.assertNotIn("captureGuaranteedUntil", self.get())
+        self.emu.advance(60)
+        self.emu.approve(REF, phone=PHONE)
+        payment = self.get()
+        self.assertEqual(payment["captureGuaranteedUntil"], "2027-03-30T12:01:00.000Z")
+        self.modify("capture", 125000)
+        self.assertIn("captureGuaranteedUntil", self.get())
+
+    def test_capture_fails_after_the_guarantee(self):
+        """The guarantee is the capture deadline: 6100 after it."""
+        self.authorized()
+        until = self.get()["captureGuaranteedUntil"]
+        self.emu.set_time(parse_rfc3339(until))
+        self._token = None
+        self.assertEqual(self.modify("capture", 1000).status, 200)
+        self.emu.advance(1)
+        self._token = None
+        self.assertEqual(self.modify("capture", 1000).code, 6100)
+
+
+class TestCaptureGuaranteeDenmark(EmulatorCase):
+    """DKK (and EUR): 14 days."""
+
+    options: ClassVar[dict] = {"currency": "DKK"}
+
+    def test_14_days(self):
+        """A Danish payment is guaranteed for 14 days."""
+        self.emu.set_time(dt.datetime(2026, 10, 1, 12, 0, tzinfo=dt.timezone.utc))
+        self.authorized(amount={"currency": "DKK", "value": 1000})
+        self.assertEqual(
+            self.get()["captureGuaranteedUntil"], "2026-10-15T12:00:00.000Z"
+        )
 
 
 class TestExpiry(EmulatorCase):

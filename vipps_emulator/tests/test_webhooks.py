@@ -1,6 +1,8 @@
 """Webhooks API and signed, ordered, retried delivery."""
 
+import datetime as dt
 import unittest
+from typing import ClassVar
 
 from .. import sign, signing_target
 from .common import PHONE, EmulatorCase, Receiver, verify_webhook
@@ -231,3 +233,60 @@ class TestDelivery(WebhookCase):
         self.new_payment()
         entry = self.emu.requests[-1]
         self.assertLess(entry["durationMs"], 500)
+
+
+class TestAuthorizedPayload(WebhookCase):
+    """What the authorized webhook carries besides the common members."""
+
+    def authorized_payload(self, **changes):
+        self.emu.set_time(dt.datetime(2026, 10, 1, 12, 0, tzinfo=dt.timezone.utc))
+        self._token = None
+        self.new_payment(**changes)
+        self.emu.approve(REF, phone=PHONE)
+        calls = self.receiver.wait(2)
+        self.assertEqual(self.names(calls), ["CREATED", "AUTHORIZED"])
+        return calls[0]["json"], calls[1]["json"]
+
+    def test_user_details_and_sub_ride_along(self):
+        """userDetails (mobileNumber) and profile.sub, before Get payment has them."""
+        created, authorized = self.authorized_payload(profile={"scope": "phoneNumber"})
+        sub = self.emu.payments[REF].sub
+        self.assertEqual(authorized["profile"], {"sub": sub})
+        self.assertEqual(authorized["userDetails"]["mobileNumber"], PHONE)
+        self.assertEqual(
+            authorized["captureGuaranteedUntil"], "2027-03-30T12:00:00.000Z"
+        )
+        self.assertNotIn("userDetails", created)
+        self.assertNotIn("captureGuaranteedUntil", created)
+        # Get payment, read at once, does not have them yet (sub_delay).
+        self.assertEqual(self.get()["profile"], {})
+
+    def test_without_scope_only_the_capture_guarantee(self):
+        """No profile.scope: no userDetails, no profile; captureGuaranteedUntil."""
+        _, authorized = self.authorized_payload()
+        self.assertNotIn("userDetails", authorized)
+        self.assertNotIn("profile", authorized)
+        self.assertIn("captureGuaranteedUntil", authorized)
+
+    def test_other_events_keep_the_common_members(self):
+        """A captured event has only the common members."""
+        self.authorized(profile={"scope": "phoneNumber"})
+        self.modify("capture", 125000)
+        (captured,) = [c["json"] for c in self.receiver.wait(3)][2:]
+        self.assertEqual(captured["name"], "CAPTURED")
+        self.assertNotIn("userDetails", captured)
+        self.assertNotIn("captureGuaranteedUntil", captured)
+
+
+class TestAuthorizedPayloadWithoutProfile(WebhookCase):
+    """authorized_webhook_profile=False: the webhook without profile data."""
+
+    options: ClassVar[dict] = {"authorized_webhook_profile": False}
+
+    def test_no_user_details(self):
+        """The setting leaves userDetails and profile out of the webhook."""
+        self.authorized(profile={"scope": "phoneNumber"})
+        authorized = self.receiver.wait(2)[1]["json"]
+        self.assertNotIn("userDetails", authorized)
+        self.assertNotIn("profile", authorized)
+        self.assertIn("captureGuaranteedUntil", authorized)
