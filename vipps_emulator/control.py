@@ -66,6 +66,17 @@ def _payments(emulator, request, parts):
     if len(parts) == 2 and request.method == "GET":
         with emulator.store.lock:
             return Reply(200, payment.snapshot())
+    if len(parts) == 3 and parts[2] == "capture-error":
+        if request.method == "DELETE":
+            emulator.store.clear_capture_errors(payment)
+        elif request.method == "POST":
+            body = _body(request)
+            options = {key: body[key] for key in ("count", "status") if key in body}
+            emulator.store.add_capture_error(payment, body.get("code"), **options)
+        else:
+            raise LookupError("unknown method")
+        with emulator.store.lock:
+            return Reply(200, payment.snapshot())
     if len(parts) == 3 and request.method == "POST":
         body = _body(request)
         action = parts[2]

@@ -265,6 +265,25 @@ class Emulator:
         """Remove all pending API faults."""
         self.fault_rules.clear()
 
+    def capture_error(self, reference, code, count=..., status=None, msn=None):
+        """Make captures of one payment fail with a Vipps capture error.
+
+        ``code=6260``: funds unavailable, the reservation was released early;
+        every capture fails until ``clear_capture_errors()`` (or ``count``
+        attempts). ``code=6280``: capture failed, try again later; the next
+        ``count`` (1) attempts fail, then the same Idempotency-Key succeeds.
+        The payment stays AUTHORIZED and nothing moves. Return the Payment.
+        """
+        payment = self.payment(reference, msn)
+        self.store.add_capture_error(payment, code, count, status)
+        return payment
+
+    def clear_capture_errors(self, reference, msn=None):
+        """Remove the injected capture errors of one payment."""
+        payment = self.payment(reference, msn)
+        self.store.clear_capture_errors(payment)
+        return payment
+
     # === webhooks === #
 
     def webhook_fault(self, mode, count=1, delay=0.0):

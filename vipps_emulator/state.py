@@ -38,6 +38,13 @@ EXPIRED = "EXPIRED"
 TERMINATED = "TERMINATED"
 FINAL_STATES = (AUTHORIZED, ABORTED, EXPIRED, TERMINATED)
 
+# Capture errors that can be injected per payment, with the detail they carry.
+CAPTURE_ERRORS = {
+    6260: "The funds are no longer reserved: the customer's bank released the "
+    "reservation early. Contact the customer.",
+    6280: "The capture failed. Try again later with the same Idempotency-Key.",
+}
+
 # Derives a stable, per-sales-unit `sub` from a phone number.
 _SUB_NAMESPACE = uuid.UUID("6f1d3c1e-4b8a-4e8e-9a51-0c2f8f0e7a10")
 
@@ -109,6 +116,9 @@ class Payment:
     refunded: int = 0
     cancelled: int = 0
     events: list = dataclasses.field(default_factory=list)
+    # Injected capture errors, applied in order: [code, remaining or None
+    # (until cleared), HTTP status or None].
+    capture_errors: list = dataclasses.field(default_factory=list)
 
     @property
     def psp_reference(self):
@@ -230,6 +240,10 @@ class Payment:
             "expiresAt": isoformat(self.expires_at),
             "longLiving": self.long_living,
             "metadata": self.metadata,
+            "captureErrors": [
+                {"code": code, "remaining": remaining, "status": status}
+                for code, remaining, status in self.capture_errors
+            ],
             "events": [event.to_api(self.reference) for event in self.events],
         }
 
@@ -660,9 +674,50 @@ class Store:
                 )
             if value != payment.value and not merchant.partial_capture_allowed:
                 raise domain_error(6140, "This sales unit must capture in full.")
+            self._raise_capture_error(payment)
             payment.captured += value
             event = self._event(payment, "CAPTURED", value, key)
             return payment.modification(event)
+
+    def add_capture_error(self, payment, code, count=..., status=None):
+        """Make the next capture attempts of ``payment`` fail with ``code``.
+
+        6260 (funds unavailable: the reservation was released early) lasts
+        until cleared unless ``count`` says how many attempts; 6280 (capture
+        failed, try again later) fails ``count`` attempts, 1 by default.
+        ``status`` overrides the HTTP status (400; Vipps does not document it).
+        """
+        code = int(code)
+        if code not in CAPTURE_ERRORS:
+            raise ValueError(
+                f"code must be one of {', '.join(map(str, CAPTURE_ERRORS))}"
+            )
+        if count is ...:
+            count = None if code == 6260 else 1
+        if count is not None and int(count) < 1:
+            raise ValueError("count must be at least 1, or None (until cleared)")
+        if status is not None and not 400 <= int(status) <= 599:
+            raise ValueError("status must be 400 to 599")
+        with self.lock:
+            payment.capture_errors.append(
+                [code, None if count is None else int(count), status and int(status)]
+            )
+
+    def clear_capture_errors(self, payment):
+        """Remove the injected capture errors of ``payment``."""
+        with self.lock:
+            payment.capture_errors.clear()
+
+    def _raise_capture_error(self, payment):
+        if not payment.capture_errors:
+            return
+        rule = payment.capture_errors[0]
+        code, remaining, status = rule
+        if remaining is not None:
+            rule[1] -= 1
+            if rule[1] <= 0:
+                payment.capture_errors.pop(0)
+        raise domain_error(code, CAPTURE_ERRORS[code], status=status)
 
     def refund(self, payment, value, key):
         """Refund ``value``; return the ModificationResponse."""
