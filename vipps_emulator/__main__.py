@@ -121,6 +121,14 @@ def build_parser():
         action="store_true",
         help="show userDetails on Get payment at approval, before profile.sub",
     )
+    add(
+        "--webhook-removal-after",
+        type=float,
+        default=14 * 86400.0,
+        metavar="SECONDS",
+        help="delete a webhook registration whose deliveries have failed this "
+        "long (emulator clock); 0 = never (1209600, two weeks)",
+    )
     _bool_flag(
         parser,
         "receipt-sum-check",
@@ -157,6 +165,7 @@ def main(argv=None):
         "public_url": args.public_url,
         "reference_exists_status": args.reference_exists_status,
         "sub_delay": args.sub_delay,
+        "webhook_removal_after": args.webhook_removal_after,
         "user_details_delayed": not args.user_details_at_once,
     }
     if args.http_host:

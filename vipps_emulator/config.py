@@ -166,6 +166,10 @@ class Settings:
     # Webhook delivery: seconds between attempts; len + 1 attempts in all.
     webhook_retry_delays: tuple = (1.0, 5.0, 15.0, 60.0, 300.0)
     webhook_timeout: float = 10.0
+    # A registration whose deliveries keep failing this long (seconds of the
+    # emulator clock, from the first failure after a success) is deleted, as
+    # Vipps does after two weeks since March 2026. 0 = never.
+    webhook_removal_after: float = 14 * 86400.0
     # How long a "timeout" fault holds the connection before closing it.
     fault_hang_seconds: float = 60.0
     # Seconds between background sweeps that expire overdue payments.

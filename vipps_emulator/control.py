@@ -193,7 +193,13 @@ def _route(emulator, request, parts):
             names,
         )
     if head == "webhooks" and method == "GET":
-        return Reply(200, {"webhooks": emulator.webhooks(include_secrets=True)})
+        return Reply(
+            200,
+            {
+                "webhooks": emulator.webhooks(include_secrets=True),
+                "removed": emulator.removed_webhooks,
+            },
+        )
     if head == "payments":
         return _payments(emulator, request, parts)
     if head == "inbox" and method == "GET":

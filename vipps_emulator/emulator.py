@@ -66,7 +66,9 @@ class Emulator:
         self.store = state.Store(self.clock, self.settings, [self.merchant])
         self.merchant = self.store.merchants[self.merchant.msn]
         self.registry = webhooks.Registry()
-        self.dispatcher = webhooks.Dispatcher(self.registry, self.settings)
+        self.dispatcher = webhooks.Dispatcher(
+            self.registry, self.settings, clock=self.clock
+        )
         self.store.listeners.append(self.dispatcher.publish)
         self.fault_rules = faults.Faults()
         self.api = VippsApi(self.store, self.registry, self.settings, self.base_url)
@@ -130,6 +132,7 @@ class Emulator:
     def _sweep(self):
         while not self.stopping.wait(self.settings.expiry_interval):
             self.store.expire_due()
+            self.dispatcher.remove_unresponsive()
 
     @property
     def url(self):
@@ -154,7 +157,9 @@ class Emulator:
         ``keep_webhooks``); return to real time; restore the merchants."""
         self.store.reset(keep_tokens=keep_tokens)
         self.merchant = self.store.merchants[self.merchant.msn]
-        if not keep_webhooks:
+        if keep_webhooks:
+            self.registry.forget_failures()
+        else:
             self.registry.clear()
         self.dispatcher.reset()
         self.fault_rules.clear()
@@ -245,8 +250,18 @@ class Emulator:
         self.process_expiry()
 
     def process_expiry(self):
-        """Expire every overdue CREATED payment now; return how many."""
-        return self.store.expire_due()
+        """Expire every overdue CREATED payment now, and delete webhook
+        registrations unresponsive for too long; return how many payments
+        expired."""
+        expired = self.store.expire_due()
+        self.dispatcher.remove_unresponsive()
+        return expired
+
+    @property
+    def removed_webhooks(self):
+        """The registrations deleted as unresponsive (id, msn, url, events,
+        failingSince, removedAt, reason)."""
+        return list(self.registry.removed)
 
     # === faults === #
 

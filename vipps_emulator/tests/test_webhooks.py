@@ -5,7 +5,7 @@ import unittest
 from typing import ClassVar
 
 from .. import sign, signing_target
-from .common import PHONE, EmulatorCase, Receiver, verify_webhook
+from .common import PHONE, EmulatorCase, Receiver, send, verify_webhook
 
 # The test vector published by Vipps MobilePay (shared/docs/vipps-api.md, section 6).
 VECTOR = {
@@ -290,3 +290,100 @@ class TestAuthorizedPayloadWithoutProfile(WebhookCase):
         self.assertNotIn("userDetails", authorized)
         self.assertNotIn("profile", authorized)
         self.assertIn("captureGuaranteedUntil", authorized)
+
+
+class TestUnresponsiveRegistration(WebhookCase):
+    """A registration failing for two weeks (emulator clock) is deleted."""
+
+    TWO_WEEKS = 14 * 86400
+
+    def fail_deliveries(self, reference=REF):
+        self.receiver.statuses = [500] * 1000  # the endpoint keeps failing
+        self.new_payment(reference)
+        self.assertTrue(self.emu.wait_for_webhooks(5))
+        self.assertEqual(self.emu.deliveries[-1]["outcome"], "failed")
+
+    def listed(self):
+        self._token = None  # the clock moved past the token's lifetime
+        return self.call("GET", "/webhooks/v1/webhooks").json["webhooks"]
+
+    def test_deleted_after_two_weeks_of_failures(self):
+        """Still listed just before two weeks; deleted at two weeks."""
+        self.emu.set_time(dt.datetime(2026, 10, 1, 12, 0, tzinfo=dt.timezone.utc))
+        self.fail_deliveries()
+        self.emu.advance(self.TWO_WEEKS - 1)
+        self.assertEqual(len(self.listed()), 1)
+        self.emu.advance(1)
+        self.assertEqual(self.listed(), [])
+        (removed,) = self.emu.removed_webhooks
+        self.assertEqual(removed["url"], self.receiver.url)
+        self.assertEqual(removed["failingSince"], "2026-10-01T12:00:00.000Z")
+        self.assertEqual(removed["reason"], "unresponsive")
+        control = send("GET", f"{self.emu.url}/_emulator/webhooks").json
+        self.assertEqual(control["webhooks"], [])
+        self.assertEqual(control["removed"][0]["id"], removed["id"])
+        # Later events go nowhere.
+        self.assertTrue(self.emu.wait_for_webhooks(5))
+        calls = len(self.receiver.calls)
+        self._token = None
+        self.new_payment("inv-2026-00002-1")
+        self.assertTrue(self.emu.wait_for_webhooks(5))
+        self.assertEqual(len(self.receiver.calls), calls)
+
+    def test_a_good_delivery_restarts_the_count(self):
+        """A delivered event in between: the two weeks start again."""
+        self.fail_deliveries()
+        self.receiver.statuses = []  # the endpoint answers again
+        self.emu.advance(10 * 86400)
+        self._token = None
+        self.new_payment("inv-2026-00002-1")
+        self.assertTrue(self.emu.wait_for_webhooks(5))
+        self.emu.advance(10 * 86400)
+        self.assertEqual(len(self.listed()), 1)
+
+    def test_the_sweeper_notices_without_calls(self):
+        """Moving the clock alone (no API call) is enough."""
+        self.fail_deliveries()
+        self.emu.clock.advance(self.TWO_WEEKS)
+        for _ in range(100):
+            if not self.emu.webhooks():
+                break
+            self.emu.stopping.wait(0.02)
+        self.assertEqual(self.emu.webhooks(), [])
+
+    def test_reset_keeping_webhooks_forgets_failures(self):
+        """reset(keep_webhooks=True) counts the registration as responsive."""
+        self.fail_deliveries()
+        self.emu.reset(keep_webhooks=True)
+        self.emu.advance(self.TWO_WEEKS)
+        self.assertEqual(len(self.emu.webhooks()), 1)
+
+
+class TestScaledRemoval(WebhookCase):
+    """webhook_removal_after scales the two weeks down."""
+
+    options: ClassVar[dict] = {"webhook_removal_after": 60}
+
+    def test_deleted_after_a_minute(self):
+        """With 60 seconds, one emulated minute of failures deletes it."""
+        self.receiver.statuses = [500] * 4
+        self.new_payment()
+        self.assertTrue(self.emu.wait_for_webhooks(5))
+        self.emu.advance(59)
+        self.assertEqual(len(self.emu.webhooks()), 1)
+        self.emu.advance(1)
+        self.assertEqual(self.emu.webhooks(), [])
+
+
+class TestRemovalSwitchedOff(WebhookCase):
+    """webhook_removal_after=0: registrations are never deleted."""
+
+    options: ClassVar[dict] = {"webhook_removal_after": 0}
+
+    def test_never_deleted(self):
+        """A month of failures later it is still there."""
+        self.receiver.statuses = [500] * 4
+        self.new_payment()
+        self.assertTrue(self.emu.wait_for_webhooks(5))
+        self.emu.advance(30 * 86400)
+        self.assertEqual(len(self.emu.webhooks()), 1)
