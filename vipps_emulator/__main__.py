@@ -122,6 +122,13 @@ def build_parser():
         help="show userDetails on Get payment at approval, before profile.sub",
     )
     add(
+        "--brand-switch-date",
+        default=config.BRAND_SWITCH_DATE,
+        metavar="YYYY-MM-DD",
+        help="the day MobilePay becomes Vipps in Denmark and Finland "
+        f"({config.BRAND_SWITCH_DATE})",
+    )
+    add(
         "--webhook-removal-after",
         type=float,
         default=14 * 86400.0,
@@ -166,6 +173,7 @@ def main(argv=None):
         "reference_exists_status": args.reference_exists_status,
         "sub_delay": args.sub_delay,
         "webhook_removal_after": args.webhook_removal_after,
+        "brand_switch_date": args.brand_switch_date,
         "user_details_delayed": not args.user_details_at_once,
     }
     if args.http_host:

@@ -5,6 +5,7 @@ of API credentials. Its market fixes the one currency it can take payments in.
 """
 
 import dataclasses
+import datetime as dt
 import re
 
 DEFAULT_MSN = "123456"
@@ -44,6 +45,55 @@ MINIMUM_LONG_LIVING = 10 * 60  # expiresAt must be further away than this (6120)
 USERINFO_RETENTION_HOURS = 168  # profile data can be read for 7 days
 
 MSN_PATTERN = re.compile(r"^[0-9]{4,6}$")
+
+# The brand customers see. On 12 January 2027 MobilePay becomes Vipps in Denmark
+# and Finland: landing pages move from pay.mobilepay.dk/.fi to pay.vipps.dk/.fi
+# (API hosts, keys and webhooks stay the same). Norway (and Sweden) are Vipps.
+BRAND_SWITCH_DATE = "2027-01-12"
+# Local midnight of the switch: UTC offset of each market in January (winter time).
+BRAND_SWITCH_UTC_OFFSET_HOURS = {"DKK": 1, "EUR": 2}
+# Landing-page host per currency: (before the switch, from the switch on).
+# SEK has no documented landing host; it gets Vipps's Norwegian one (unverified).
+LANDING_HOSTS = {
+    "NOK": ("pay.vipps.no", "pay.vipps.no"),
+    "SEK": ("pay.vipps.no", "pay.vipps.no"),
+    "DKK": ("pay.mobilepay.dk", "pay.vipps.dk"),
+    "EUR": ("pay.mobilepay.fi", "pay.vipps.fi"),
+}
+# Country codes of phone numbers whose app is MobilePay before the switch:
+# Denmark, Finland, and Greenland (Danish MobilePay).
+MOBILEPAY_COUNTRY_CODES = {"45": "DKK", "358": "EUR", "299": "DKK"}
+
+
+def brand_switched(currency, now, switch_date=BRAND_SWITCH_DATE):
+    """True once the market of ``currency`` shows Vipps instead of MobilePay."""
+    offset = BRAND_SWITCH_UTC_OFFSET_HOURS.get(currency)
+    if offset is None:
+        return True  # Vipps all along
+    day = dt.date.fromisoformat(switch_date)
+    local_midnight = dt.datetime.combine(
+        day, dt.time(0, 0), tzinfo=dt.timezone(dt.timedelta(hours=offset))
+    )
+    return now >= local_midnight
+
+
+def brand(currency, now, switch_date=BRAND_SWITCH_DATE):
+    """Return "Vipps" or "MobilePay": the app of the market of ``currency``."""
+    return "Vipps" if brand_switched(currency, now, switch_date) else "MobilePay"
+
+
+def landing_host(currency, now, switch_date=BRAND_SWITCH_DATE):
+    """Return the landing-page host a redirectUrl of ``currency`` points at."""
+    before, after = LANDING_HOSTS.get(currency, LANDING_HOSTS["NOK"])
+    return after if brand_switched(currency, now, switch_date) else before
+
+
+def phone_brand(phone, now, switch_date=BRAND_SWITCH_DATE):
+    """Return the app a customer with ``phone`` uses (by its country code)."""
+    for code, currency in MOBILEPAY_COUNTRY_CODES.items():
+        if phone and phone.startswith(code):
+            return brand(currency, now, switch_date)
+    return "Vipps"
 
 
 @dataclasses.dataclass
@@ -182,6 +232,9 @@ class Settings:
     sub_delay: float = 3.0
     # userDetails on Get payment waits for the same write (False: at once).
     user_details_delayed: bool = True
+    # The day MobilePay becomes Vipps in Denmark and Finland (local midnight),
+    # on the emulator clock: brand on the app pages and landing host.
+    brand_switch_date: str = BRAND_SWITCH_DATE
     # The epayments.payment.authorized.v1 webhook carries userDetails and
     # profile.sub when profile data was shared ("may also carry" in the docs).
     authorized_webhook_profile: bool = True
@@ -196,6 +249,7 @@ class Settings:
         if int(self.reference_exists_status) not in (400, 409):
             raise ValueError("reference_exists_status must be 400 or 409")
         self.reference_exists_status = int(self.reference_exists_status)
+        dt.date.fromisoformat(self.brand_switch_date)  # ValueError when invalid
         self.sub_delay = float(self.sub_delay)
         if self.sub_delay < 0:
             raise ValueError("sub_delay cannot be negative")

@@ -174,7 +174,18 @@ class Emulator:
             "status": "ok",
             "url": self.url if self._server else None,
             "now": isoformat(self.clock.now()),
-            "merchants": [m.public_settings() for m in self.store.merchants.values()],
+            "merchants": [
+                {
+                    **m.public_settings(),
+                    "brand": config.brand(
+                        m.currency, self.clock.now(), self.settings.brand_switch_date
+                    ),
+                    "landingHost": config.landing_host(
+                        m.currency, self.clock.now(), self.settings.brand_switch_date
+                    ),
+                }
+                for m in self.store.merchants.values()
+            ],
             "settings": settings,
         }
 

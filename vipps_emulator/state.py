@@ -552,7 +552,13 @@ class Store:
             payment.token = secrets.token_urlsafe(24)
             self.tokens_by_landing[payment.token] = (merchant.msn, reference)
             if payment.flow != "PUSH_MESSAGE":
-                payment.redirect_url = f"{base_url}/app/landing?token={payment.token}"
+                # The landing host of the market on this day, as a path segment.
+                host = config.landing_host(
+                    payment.currency, now, self.settings.brand_switch_date
+                )
+                payment.redirect_url = (
+                    f"{base_url}/app/landing/{host}?token={payment.token}"
+                )
             self.payments[merchant.msn][reference] = payment
             if payment.receipt is not None:
                 self.receipts[(merchant.msn, "ecom", reference)] = payment.receipt

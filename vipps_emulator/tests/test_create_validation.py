@@ -59,7 +59,11 @@ class TestCreateValidation(EmulatorCase):
         """A valid WEB_REDIRECT request gets 201 with a landing-page redirectUrl."""
         answer = self.new_payment()
         self.assertEqual(answer.json["reference"], "inv-2026-00001-1")
-        self.assertIn("/app/landing?token=", answer.json["redirectUrl"])
+        self.assertTrue(
+            answer.json["redirectUrl"].startswith(
+                f"{self.emu.url}/app/landing/pay.vipps.no?token="
+            )
+        )
 
     def test_push_message_has_no_redirect_url(self):
         """A PUSH_MESSAGE payment answers without redirectUrl."""
