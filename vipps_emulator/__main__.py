@@ -6,6 +6,7 @@ standard output is the base URL, so scripts can wait for it.
 
 import argparse
 import logging
+import os
 import signal
 import sys
 
@@ -142,6 +143,26 @@ def build_parser():
         True,
         "require receipt lines to add up to the amount",
     )
+    add(
+        "--max-body-bytes",
+        type=int,
+        default=1024 * 1024,
+        help="largest request body on any path, 413 above it (1048576); image "
+        "uploads may be larger",
+    )
+    add(
+        "--control-allow-remote",
+        action="store_true",
+        help="let the control API (/_emulator) answer clients that are not on "
+        "loopback; best with --control-token",
+    )
+    add(
+        "--control-token",
+        default=os.environ.get("VIPPS_EMULATOR_CONTROL_TOKEN"),
+        metavar="TOKEN",
+        help="require this X-Emulator-Token header on control requests "
+        "(default: $VIPPS_EMULATOR_CONTROL_TOKEN, else none)",
+    )
     add("--verbose", "-v", action="store_true", help="log every request")
     return parser
 
@@ -174,6 +195,9 @@ def main(argv=None):
         "sub_delay": args.sub_delay,
         "webhook_removal_after": args.webhook_removal_after,
         "brand_switch_date": args.brand_switch_date,
+        "max_body_bytes": args.max_body_bytes,
+        "control_remote": args.control_allow_remote,
+        "control_token": args.control_token or None,
         "user_details_delayed": not args.user_details_at_once,
     }
     if args.http_host:

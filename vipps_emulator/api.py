@@ -46,6 +46,7 @@ class Request:
     headers: object  # email.message.Message: case-insensitive .get()
     raw: bytes
     params: dict = dataclasses.field(default_factory=dict)
+    client: str = None  # the peer's IP address
     _json: object = dataclasses.field(default=None, repr=False)
     _parsed: bool = dataclasses.field(default=False, repr=False)
 

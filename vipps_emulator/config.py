@@ -189,6 +189,8 @@ def merchant_fields(fields):
 
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+# The JSON body of a 2 MB image upload: base64 (4/3) plus room for the rest.
+IMAGE_BODY_LIMIT = (2 * 1024 * 1024 + 2) // 3 * 4 + 64 * 1024
 
 
 @dataclasses.dataclass
@@ -226,6 +228,14 @@ class Settings:
     expiry_interval: float = 1.0
     # Base URL written into redirectUrl; None means the server's own URL.
     public_url: str = None
+    # Largest request body accepted on any path (413 above it). The image upload
+    # of Order Management takes up to 2 MB of image, so it gets IMAGE_BODY_LIMIT.
+    max_body_bytes: int = 1024 * 1024
+    # The control API (/_emulator) answers only clients on a loopback address
+    # unless this is True.
+    control_remote: bool = False
+    # When set, every control request must carry it in X-Emulator-Token.
+    control_token: str = None
     # Vipps writes profile.sub asynchronously: for this many seconds (emulator
     # clock) after approval, Get payment lacks profile.sub and Userinfo does
     # not know the sub yet. 0 = written at once.
@@ -250,6 +260,9 @@ class Settings:
             raise ValueError("reference_exists_status must be 400 or 409")
         self.reference_exists_status = int(self.reference_exists_status)
         dt.date.fromisoformat(self.brand_switch_date)  # ValueError when invalid
+        if int(self.max_body_bytes) < 1024:
+            raise ValueError("max_body_bytes must be at least 1024")
+        self.max_body_bytes = int(self.max_body_bytes)
         self.sub_delay = float(self.sub_delay)
         if self.sub_delay < 0:
             raise ValueError("sub_delay cannot be negative")

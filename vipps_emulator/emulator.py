@@ -170,6 +170,8 @@ class Emulator:
         """Return a JSON summary: URL, time, merchants (no secrets), settings."""
         settings = dataclasses.asdict(self.settings)
         settings["not_vipps_users"] = sorted(settings["not_vipps_users"])
+        if settings["control_token"]:
+            settings["control_token"] = "***"
         return {
             "status": "ok",
             "url": self.url if self._server else None,

@@ -17,7 +17,8 @@ class TestControlApi(EmulatorCase):
     """Controls over HTTP, for tests in other processes."""
 
     def control(self, method, path, body=None):
-        return send(method, f"{self.emu.url}/_emulator{path}", body)
+        headers = {"Content-Type": "application/json"}
+        return send(method, f"{self.emu.url}/_emulator{path}", body, headers)
 
     def test_health_describes_without_secrets(self):
         """GET /_emulator/health lists merchants without secrets."""
@@ -97,7 +98,10 @@ class TestControlApi(EmulatorCase):
             self.control("POST", "/faults", {"operation": "x"}).status, 400
         )
         answer = send(
-            "POST", f"{self.emu.url}/_emulator/clock/advance", raw=b"{", headers={}
+            "POST",
+            f"{self.emu.url}/_emulator/clock/advance",
+            raw=b"{",
+            headers={"Content-Type": "application/json"},
         )
         self.assertEqual(answer.status, 400)
 
