@@ -12,9 +12,18 @@ The package only uses relative imports, so it also works when imported as
 """
 
 from .clock import Clock
-from .config import Merchant, Settings
+from .config import APPROVED, ORDINARY, Merchant, Settings
 from .emulator import Emulator
 from .webhooks import sign, signing_target
 
-__all__ = ["Clock", "Emulator", "Merchant", "Settings", "sign", "signing_target"]
+__all__ = [
+    "APPROVED",
+    "ORDINARY",
+    "Clock",
+    "Emulator",
+    "Merchant",
+    "Settings",
+    "sign",
+    "signing_target",
+]
 __version__ = "1.0.0"

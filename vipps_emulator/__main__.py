@@ -6,6 +6,7 @@ standard output is the base URL, so scripts can wait for it.
 
 import argparse
 import logging
+import os
 import signal
 import sys
 
@@ -49,12 +50,24 @@ def build_parser():
         "SE=SEK)",
     )
     add(
+        "--approved",
+        action="store_true",
+        help="a sales unit Vipps approved for long-living payments (expiresAt up "
+        f"to {config.APPROVED_LONG_LIVING_MAX_DAYS} days) and PUSH_MESSAGE; without "
+        "it, an ordinary one that gets 5050 and 5080",
+    )
+    add(
         "--long-living-max-days",
         type=int,
-        default=config.DEFAULT_LONG_LIVING_MAX_DAYS,
-        help="furthest expiresAt in days; 0 = not approved, 5050 (28)",
+        help="furthest expiresAt in days; 0 = not approved, 5050 (0; "
+        f"{config.APPROVED_LONG_LIVING_MAX_DAYS} with --approved)",
     )
-    _bool_flag(parser, "push-allowed", True, "allow PUSH_MESSAGE (else 5080)")
+    _bool_flag(
+        parser,
+        "push-allowed",
+        None,
+        "allow PUSH_MESSAGE (default: only with --approved; else 5080)",
+    )
     add(
         "--no-push",
         dest="push_allowed",
@@ -88,11 +101,67 @@ def build_parser():
         default="1,5,15,60,300",
         help="seconds between webhook attempts, comma-separated (1,5,15,60,300)",
     )
+    add(
+        "--reference-exists-status",
+        type=int,
+        choices=(400, 409),
+        default=409,
+        help="HTTP status of 4150 'reference already exists', which Vipps does "
+        "not document (409)",
+    )
+    add(
+        "--sub-delay",
+        type=float,
+        default=3.0,
+        metavar="SECONDS",
+        help="profile.sub is written this long after approval (emulator clock); "
+        "0 = at once (3)",
+    )
+    add(
+        "--user-details-at-once",
+        action="store_true",
+        help="show userDetails on Get payment at approval, before profile.sub",
+    )
+    add(
+        "--brand-switch-date",
+        default=config.BRAND_SWITCH_DATE,
+        metavar="YYYY-MM-DD",
+        help="the day MobilePay becomes Vipps in Denmark and Finland "
+        f"({config.BRAND_SWITCH_DATE})",
+    )
+    add(
+        "--webhook-removal-after",
+        type=float,
+        default=14 * 86400.0,
+        metavar="SECONDS",
+        help="delete a webhook registration whose deliveries have failed this "
+        "long (emulator clock); 0 = never (1209600, two weeks)",
+    )
     _bool_flag(
         parser,
         "receipt-sum-check",
         True,
         "require receipt lines to add up to the amount",
+    )
+    add(
+        "--max-body-bytes",
+        type=int,
+        default=1024 * 1024,
+        help="largest request body on any path, 413 above it (1048576); image "
+        "uploads may be larger",
+    )
+    add(
+        "--control-allow-remote",
+        action="store_true",
+        help="let the control API (/_emulator) answer clients that are not on "
+        "loopback; best with --control-token",
+    )
+    add(
+        "--control-token",
+        default=os.environ.get("VIPPS_EMULATOR_CONTROL_TOKEN"),
+        metavar="TOKEN",
+        help="require this X-Emulator-Token header on control requests "
+        "(default: $VIPPS_EMULATOR_CONTROL_TOKEN, else none)",
     )
     add("--verbose", "-v", action="store_true", help="log every request")
     return parser
@@ -112,8 +181,7 @@ def main(argv=None):
         "subscription_key": args.subscription_key,
         "merchant_name": args.merchant_name,
         "currency": config.MARKETS[args.market] if args.market else args.currency,
-        "long_living_max_days": args.long_living_max_days,
-        "push_allowed": args.push_allowed,
+        "approved": args.approved,
         "partial_capture_allowed": args.partial_capture,
         "token_ttl": args.token_ttl,
         "not_vipps_users": args.not_vipps_user,
@@ -123,9 +191,21 @@ def main(argv=None):
             float(d) for d in args.webhook_retry_delays.split(",") if d.strip()
         ],
         "public_url": args.public_url,
+        "reference_exists_status": args.reference_exists_status,
+        "sub_delay": args.sub_delay,
+        "webhook_removal_after": args.webhook_removal_after,
+        "brand_switch_date": args.brand_switch_date,
+        "max_body_bytes": args.max_body_bytes,
+        "control_remote": args.control_allow_remote,
+        "control_token": args.control_token or None,
+        "user_details_delayed": not args.user_details_at_once,
     }
     if args.http_host:
         options["http_hosts"] = args.http_host
+    if args.long_living_max_days is not None:
+        options["long_living_max_days"] = args.long_living_max_days
+    if args.push_allowed is not None:
+        options["push_allowed"] = args.push_allowed
     try:
         emulator = Emulator(args.host, args.port, **options)
         emulator.start()
@@ -134,9 +214,14 @@ def main(argv=None):
         return 2
     signal.signal(signal.SIGTERM, lambda *_: emulator.stopping.set())
     sys.stdout.write(f"{emulator.url}\n")
+    merchant = emulator.merchant
+    push = "allowed" if merchant.push_allowed else "not approved"
+    days = merchant.long_living_max_days
+    expiry = f"up to {days} days" if days else "not approved"
     sys.stdout.write(
-        f"Vipps MobilePay emulator for MSN {emulator.merchant.msn} "
-        f"({emulator.merchant.currency}); app inbox: {emulator.url}/app/inbox\n"
+        f"Vipps MobilePay emulator for MSN {merchant.msn} ({merchant.currency}; "
+        f"PUSH_MESSAGE {push}; expiresAt {expiry}); "
+        f"app inbox: {emulator.url}/app/inbox\n"
     )
     sys.stdout.flush()
     emulator.serve_forever()

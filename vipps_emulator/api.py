@@ -46,6 +46,7 @@ class Request:
     headers: object  # email.message.Message: case-insensitive .get()
     raw: bytes
     params: dict = dataclasses.field(default_factory=dict)
+    client: str = None  # the peer's IP address
     _json: object = dataclasses.field(default=None, repr=False)
     _parsed: bool = dataclasses.field(default=False, repr=False)
 
@@ -285,7 +286,12 @@ class VippsApi:
         validation.check_headers(req.headers, idempotency_required=False)
         payment = self._payment(req, merchant)
         with self.store.lock:
-            return Reply(200, payment.to_api(self.store.users))
+            body = payment.to_api(
+                self.store.users,
+                self.store.clock.now(),
+                self.settings.user_details_delayed,
+            )
+            return Reply(200, body)
 
     def get_events(self, req):
         """GET /epayment/v1/payments/{reference}/events."""
@@ -392,7 +398,9 @@ class VippsApi:
         category = validation.check_category(req.json(), self.settings.http_hosts)
         with self.store.lock:
             self.store.categories[key] = category
-        return Reply(200)
+        # 200Upserted: the same status for a new and a replaced category, with a
+        # JSON string body.
+        return Reply(200, json.dumps(self.store.order_id(key)))
 
     def post_receipt(self, req):
         """POST /order-management/v2/{paymentType}/receipts/{orderId}."""
@@ -408,7 +416,8 @@ class VippsApi:
                     "This order already has a receipt; receipts cannot be changed."
                 )
             self.store.receipts[key] = receipt
-        return Reply(201)
+        # 201Created, with a JSON string body.
+        return Reply(201, json.dumps(self.store.order_id(key)))
 
     def get_order(self, req):
         """GET /order-management/v2/{paymentType}/{orderId}."""

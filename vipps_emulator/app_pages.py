@@ -17,7 +17,7 @@ Stable hooks for browser tests: buttons ``name="approve"`` / ``name="reject"``
 import html
 import urllib.parse
 
-from . import validation
+from . import config, validation
 from .api import Reply
 from .errors import ApiError
 
@@ -50,15 +50,31 @@ button{flex:1;font-size:1.05rem;padding:.8rem;border:0;border-radius:.5rem}
 """
 
 
-def _page(title, content, status=200):
+def _page(title, content, status=200, brand="Vipps MobilePay"):
+    e = html.escape
     body = (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>"
-        "<body><main><header>Vipps MobilePay <span class='badge'>emulator</span>"
-        f"</header>{content}</main></body></html>\n"
+        f"<title>{e(title)}</title><style>{STYLE}</style></head>"
+        f"<body data-brand='{e(brand)}'><main><header id='brand'>{e(brand)} "
+        f"<span class='badge'>emulator</span></header>{content}</main></body>"
+        "</html>\n"
     )
     return Reply(status, body, HTML)
+
+
+def _switch_date(emulator):
+    return emulator.settings.brand_switch_date
+
+
+def payment_brand(emulator, payment):
+    """The brand of the payment's market today (emulator clock)."""
+    return config.brand(payment.currency, emulator.clock.now(), _switch_date(emulator))
+
+
+def phone_brand(emulator, phone):
+    """The app the owner of ``phone`` uses today (emulator clock)."""
+    return config.phone_brand(phone, emulator.clock.now(), _switch_date(emulator))
 
 
 def _redirect(location):
@@ -137,7 +153,8 @@ def landing(emulator, payment, error=None, status=200):
                 f"<p><a id='return-link' href='{e(payment.return_url)}'>"
                 "Back to the merchant</a></p>"
             )
-    return _page("Pay with Vipps MobilePay", "".join(parts), status)
+    brand = payment_brand(emulator, payment)
+    return _page(f"Pay with {brand}", "".join(parts), status, brand)
 
 
 def inbox(emulator, phone, error=None, status=200):
@@ -174,7 +191,8 @@ def inbox(emulator, phone, error=None, status=200):
                 block.append(f"<p class='state'>{e(payment.state)}</p>")
             parts.append("".join(block) + "</li>")
         parts.append("</ul>")
-    return _page("Payment requests", "".join(parts), status)
+    brand = phone_brand(emulator, phone) if phone else "Vipps MobilePay"
+    return _page(f"{brand}: payment requests", "".join(parts), status, brand)
 
 
 def _form(request):
@@ -208,7 +226,7 @@ def handle(emulator, request):
     query = {key: values[-1] for key, values in request.query.items()}
     if path == "/app":
         return _redirect("/app/inbox")
-    if path == "/app/landing":
+    if path == "/app/landing" or path.startswith("/app/landing/"):
         form = _form(request) if request.method == "POST" else {}
         payment = emulator.store.by_landing_token(
             form.get("token") or query.get("token")

@@ -5,7 +5,10 @@ the list. Bodies and answers are JSON. Errors are ``{"error": "..."}`` with
 status 400 (bad input) or 404 (unknown payment or path).
 """
 
+import ipaddress
 import json
+import secrets
+import urllib.parse
 
 from .api import Reply
 from .clock import isoformat, parse_rfc3339
@@ -14,6 +17,96 @@ from .errors import ApiError
 
 class _BadInputError(Exception):
     """A control request with unusable input (answered with 400)."""
+
+
+WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+TOKEN_HEADER = "X-Emulator-Token"
+
+
+def _is_loopback(address):
+    try:
+        ip = ipaddress.ip_address((address or "").split("%")[0])
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return ip.is_loopback or bool(mapped and mapped.is_loopback)
+
+
+def _is_ip(name):
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def _host_name(host_header):
+    """The host name of a Host (or Origin netloc) value, lower case."""
+    try:
+        return urllib.parse.urlsplit(f"//{host_header}").hostname or ""
+    except ValueError:
+        return ""
+
+
+def _trusted_host(emulator, host_header):
+    """True when ``host_header`` names the emulator in a way a DNS-rebinding
+    page cannot: an IP address, localhost, the bound or the public host."""
+    name = _host_name(host_header)
+    if not name:
+        return False
+    if _is_ip(name):
+        return True
+    known = {"localhost", (emulator.host or "").lower()}
+    if emulator.settings.public_url:
+        known.add(
+            _host_name(urllib.parse.urlsplit(emulator.settings.public_url).netloc)
+        )
+    return name in known or name.endswith(".localhost")
+
+
+def refuse(emulator, request):
+    """Return a refusal for a control request that is not clearly from a test
+    on this machine, or None to serve it.
+
+    Refused: a client that is not on loopback (unless ``control_remote``); a
+    missing or wrong ``X-Emulator-Token`` (when ``control_token`` is set); a
+    Host that is not the emulator's (DNS rebinding; skipped with a token); a
+    request a web page sent from another origin (``Origin``,
+    ``Sec-Fetch-Site``); a write without ``Content-Type: application/json``,
+    which no web page can send to another origin without asking first.
+    """
+    settings = emulator.settings
+    if not settings.control_remote and not _is_loopback(request.client):
+        return Reply(
+            403,
+            {
+                "error": "the control API answers loopback clients only "
+                "(start the emulator with --control-allow-remote)"
+            },
+        )
+    token = settings.control_token
+    if token:
+        given = request.header(TOKEN_HEADER) or ""
+        if not secrets.compare_digest(given.encode(), token.encode()):
+            return Reply(401, {"error": f"missing or wrong {TOKEN_HEADER}"})
+    host = request.header("Host")
+    if not token and host is not None and not _trusted_host(emulator, host):
+        return Reply(403, {"error": f"the Host {host!r} is not this emulator"})
+    origin = request.header("Origin")
+    if origin is not None and (
+        not host or urllib.parse.urlsplit(origin).netloc.lower() != host.lower()
+    ):
+        return Reply(403, {"error": "requests from web pages are refused"})
+    if (request.header("Sec-Fetch-Site") or "none") not in ("none", "same-origin"):
+        return Reply(403, {"error": "requests from web pages are refused"})
+    if request.method in WRITE_METHODS:
+        media_type = (request.header("Content-Type") or "").split(";")[0].strip()
+        if media_type.lower() != "application/json":
+            return Reply(
+                415,
+                {"error": "send control requests as Content-Type: application/json"},
+            )
+    return None
 
 
 def _body(request):
@@ -64,6 +157,17 @@ def _payments(emulator, request, parts):
             return Reply(200, {"payments": [p.snapshot() for p in items]})
     payment = _payment(emulator, parts[1], query)
     if len(parts) == 2 and request.method == "GET":
+        with emulator.store.lock:
+            return Reply(200, payment.snapshot())
+    if len(parts) == 3 and parts[2] == "capture-error":
+        if request.method == "DELETE":
+            emulator.store.clear_capture_errors(payment)
+        elif request.method == "POST":
+            body = _body(request)
+            options = {key: body[key] for key in ("count", "status") if key in body}
+            emulator.store.add_capture_error(payment, body.get("code"), **options)
+        else:
+            raise LookupError("unknown method")
         with emulator.store.lock:
             return Reply(200, payment.snapshot())
     if len(parts) == 3 and request.method == "POST":
@@ -182,7 +286,13 @@ def _route(emulator, request, parts):
             names,
         )
     if head == "webhooks" and method == "GET":
-        return Reply(200, {"webhooks": emulator.webhooks(include_secrets=True)})
+        return Reply(
+            200,
+            {
+                "webhooks": emulator.webhooks(include_secrets=True),
+                "removed": emulator.removed_webhooks,
+            },
+        )
     if head == "payments":
         return _payments(emulator, request, parts)
     if head == "inbox" and method == "GET":

@@ -31,13 +31,13 @@ def split_options(options):
     merchant, settings = {}, {}
     for key, value in options.items():
         key = _MERCHANT_ALIASES.get(key, key)
-        if key in config.MERCHANT_FIELDS:
+        if key in config.MERCHANT_FIELDS or key == "approved":
             merchant[key] = value
         elif key in config.SETTINGS_FIELDS:
             settings[key] = value
         else:
             raise TypeError(f"unknown emulator option {key!r}")
-    return merchant, settings
+    return config.merchant_fields(merchant), settings
 
 
 class Emulator:
@@ -48,7 +48,8 @@ class Emulator:
     * sales unit: ``merchant_serial_number`` (``msn``), ``client_id``,
       ``client_secret``, ``subscription_key``, ``currency``, ``merchant_name``,
       ``long_living_max_days``, ``push_allowed``, ``partial_capture_allowed``,
-      ``nin_allowed``;
+      ``nin_allowed``, and ``approved=True`` for Vipps's approvals (long-living
+      payments and PUSH_MESSAGE; the default is an ordinary sales unit);
     * behaviour: ``token_ttl``, ``http_hosts``, ``not_user_suffix``,
       ``not_vipps_users``, ``receipt_sum_must_match``, ``replay_client_errors``,
       ``webhook_retry_delays``, ``webhook_timeout``, ``fault_hang_seconds``,
@@ -65,7 +66,9 @@ class Emulator:
         self.store = state.Store(self.clock, self.settings, [self.merchant])
         self.merchant = self.store.merchants[self.merchant.msn]
         self.registry = webhooks.Registry()
-        self.dispatcher = webhooks.Dispatcher(self.registry, self.settings)
+        self.dispatcher = webhooks.Dispatcher(
+            self.registry, self.settings, clock=self.clock
+        )
         self.store.listeners.append(self.dispatcher.publish)
         self.fault_rules = faults.Faults()
         self.api = VippsApi(self.store, self.registry, self.settings, self.base_url)
@@ -129,6 +132,7 @@ class Emulator:
     def _sweep(self):
         while not self.stopping.wait(self.settings.expiry_interval):
             self.store.expire_due()
+            self.dispatcher.remove_unresponsive()
 
     @property
     def url(self):
@@ -153,7 +157,9 @@ class Emulator:
         ``keep_webhooks``); return to real time; restore the merchants."""
         self.store.reset(keep_tokens=keep_tokens)
         self.merchant = self.store.merchants[self.merchant.msn]
-        if not keep_webhooks:
+        if keep_webhooks:
+            self.registry.forget_failures()
+        else:
             self.registry.clear()
         self.dispatcher.reset()
         self.fault_rules.clear()
@@ -164,24 +170,39 @@ class Emulator:
         """Return a JSON summary: URL, time, merchants (no secrets), settings."""
         settings = dataclasses.asdict(self.settings)
         settings["not_vipps_users"] = sorted(settings["not_vipps_users"])
+        if settings["control_token"]:
+            settings["control_token"] = "***"
         return {
             "status": "ok",
             "url": self.url if self._server else None,
             "now": isoformat(self.clock.now()),
-            "merchants": [m.public_settings() for m in self.store.merchants.values()],
+            "merchants": [
+                {
+                    **m.public_settings(),
+                    "brand": config.brand(
+                        m.currency, self.clock.now(), self.settings.brand_switch_date
+                    ),
+                    "landingHost": config.landing_host(
+                        m.currency, self.clock.now(), self.settings.brand_switch_date
+                    ),
+                }
+                for m in self.store.merchants.values()
+            ],
             "settings": settings,
         }
 
     def add_merchant(self, **fields):
         """Add another sales unit (kept across ``reset()``); return it."""
         fields = {_MERCHANT_ALIASES.get(k, k): v for k, v in fields.items()}
-        merchant = config.Merchant(**fields)
+        merchant = config.Merchant(**config.merchant_fields(fields))
         return self.store.add_merchant(merchant, initial=True)
 
     def update_merchant(self, msn=None, **changes):
         """Change settings of a sales unit (default: the first one) until the
-        next ``reset()``; e.g. ``update_merchant(push_allowed=False)``."""
+        next ``reset()``; e.g. ``update_merchant(push_allowed=False)`` or
+        ``update_merchant(approved=True)``."""
         changes = {_MERCHANT_ALIASES.get(k, k): v for k, v in changes.items()}
+        changes = config.merchant_fields(changes)
         merchant = self.store.merchants.get(str(msn or self.merchant.msn))
         if merchant is None:
             raise LookupError(f"no merchant {msn}")
@@ -242,8 +263,18 @@ class Emulator:
         self.process_expiry()
 
     def process_expiry(self):
-        """Expire every overdue CREATED payment now; return how many."""
-        return self.store.expire_due()
+        """Expire every overdue CREATED payment now, and delete webhook
+        registrations unresponsive for too long; return how many payments
+        expired."""
+        expired = self.store.expire_due()
+        self.dispatcher.remove_unresponsive()
+        return expired
+
+    @property
+    def removed_webhooks(self):
+        """The registrations deleted as unresponsive (id, msn, url, events,
+        failingSince, removedAt, reason)."""
+        return list(self.registry.removed)
 
     # === faults === #
 
@@ -261,6 +292,25 @@ class Emulator:
     def clear_faults(self):
         """Remove all pending API faults."""
         self.fault_rules.clear()
+
+    def capture_error(self, reference, code, count=..., status=None, msn=None):
+        """Make captures of one payment fail with a Vipps capture error.
+
+        ``code=6260``: funds unavailable, the reservation was released early;
+        every capture fails until ``clear_capture_errors()`` (or ``count``
+        attempts). ``code=6280``: capture failed, try again later; the next
+        ``count`` (1) attempts fail, then the same Idempotency-Key succeeds.
+        The payment stays AUTHORIZED and nothing moves. Return the Payment.
+        """
+        payment = self.payment(reference, msn)
+        self.store.add_capture_error(payment, code, count, status)
+        return payment
+
+    def clear_capture_errors(self, reference, msn=None):
+        """Remove the injected capture errors of one payment."""
+        payment = self.payment(reference, msn)
+        self.store.clear_capture_errors(payment)
+        return payment
 
     # === webhooks === #
 

@@ -54,6 +54,9 @@ CODES = {
     6210: (400, "Payment cannot be refunded"),
     6220: (400, "Refund period has expired"),
     6230: (400, "Payment already reserved"),
+    6250: (409, "Payment is being processed and cannot be cancelled"),
+    6260: (400, "Funds unavailable"),
+    6280: (400, "Capture failed, try again later"),
     7010: (400, "Customer not found"),
     10010: (400, "Approval failed"),
     10020: (400, "Approval not allowed"),
@@ -138,10 +141,27 @@ class ApiError(Exception):
         return body
 
 
-def domain_error(code, detail=None):
-    """Build the error for a numeric Vipps error code."""
-    status, title = CODES[code]
-    return ApiError(status, title, detail or title, code=code)
+# Codes that ask the client to try again later (with the same Idempotency-Key):
+# an answer with one of them is never remembered for the key.
+RETRY_CODES = (6160, 6250, 6280)
+# HTTP statuses of passing conditions, likewise never remembered.
+RETRY_STATUSES = (401, 408, 423, 429)
+
+
+def domain_error(code, detail=None, status=None):
+    """Build the error for a numeric Vipps error code (``status`` overrides the
+    HTTP status where Vipps leaves it undocumented)."""
+    default_status, title = CODES[code]
+    return ApiError(status or default_status, title, detail or title, code=code)
+
+
+def is_refusal(err):
+    """True for a 4xx answer that a retry with the same key must get again."""
+    return (
+        400 <= err.status < 500
+        and err.status not in RETRY_STATUSES
+        and err.code not in RETRY_CODES
+    )
 
 
 def validation_error(fields, detail="One or more validation errors occurred."):

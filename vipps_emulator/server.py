@@ -16,12 +16,15 @@ import socket
 import time
 import urllib.parse
 
-from . import api, app_pages, control, errors
+from . import api, app_pages, config, control, errors
 from .clock import isoformat
 
 _logger = logging.getLogger(__name__)
 
-MAX_BODY = 5 * 1024 * 1024
+IMAGES_PATH = "/order-management/v1/images"
+# A body over the limit but under this is read and thrown away before the 413,
+# so that the client sees the answer rather than a broken connection.
+DRAIN_LIMIT = 16 * 1024 * 1024
 _TOKEN_IN_QUERY = re.compile(r"(token=)[^&\s]+")
 
 
@@ -66,21 +69,50 @@ class Handler(http.server.BaseHTTPRequestHandler):
         """Send the access log to ``logging`` (debug), with tokens masked."""
         _logger.debug(_TOKEN_IN_QUERY.sub(r"\1***", format % args))
 
-    def _read_body(self):
+    def _body_limit(self, path):
+        limit = self.emulator.settings.max_body_bytes
+        if path == IMAGES_PATH:
+            limit = max(limit, config.IMAGE_BODY_LIMIT)
+        return limit
+
+    def _read_body(self, path):
+        """Read the request body, at most the path's limit (413 above it)."""
+        limit = self._body_limit(path)
+        too_large = errors.ApiError(
+            413, detail=f"The body is larger than {limit} bytes."
+        )
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            chunks = []
+            chunks, total = [], 0
             while True:
                 size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
                 if size == 0:
                     self.rfile.readline()
                     break
-                chunks.append(self.rfile.read(size))
+                total += size
+                if total > DRAIN_LIMIT:
+                    raise too_large
+                data = self.rfile.read(size)
+                if total <= limit:
+                    chunks.append(data)
                 self.rfile.readline()
+            if total > limit:
+                raise too_large
             return b"".join(chunks)
         length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
-            raise errors.ApiError(413, detail="The body is too large.")
+        if length < 0:
+            raise ValueError("negative Content-Length")
+        if length > limit:
+            if length <= DRAIN_LIMIT:
+                self._discard(length)
+            raise too_large
         return self.rfile.read(length) if length > 0 else b""
+
+    def _discard(self, length):
+        while length > 0:
+            data = self.rfile.read(min(length, 65536))
+            if not data:
+                break
+            length -= len(data)
 
     def _send(self, reply):
         body = reply.encoded()
@@ -140,18 +172,27 @@ class Handler(http.server.BaseHTTPRequestHandler):
         split = urllib.parse.urlsplit(self.path)
         path = split.path
         query = urllib.parse.parse_qs(split.query)
+        is_control = path == "/_emulator" or path.startswith("/_emulator/")
         try:
-            raw = self._read_body()
+            raw = self._read_body(path)
         except (ValueError, errors.ApiError) as err:
             error = err if isinstance(err, errors.ApiError) else None
             error = error or errors.ApiError(400, detail="Unreadable request body.")
             self.close_connection = True
-            self._send(self._error_reply(error, path, errors.PROBLEM))
+            if is_control:
+                reply = api.Reply(error.status, {"error": error.detail})
+            else:
+                reply = self._error_reply(error, path, errors.PROBLEM)
+            self._send(reply)
             return
-        request = api.Request(self.command, path, query, self.headers, raw)
+        request = api.Request(
+            self.command, path, query, self.headers, raw, client=self.client_address[0]
+        )
         try:
-            if path == "/_emulator" or path.startswith("/_emulator/"):
-                reply = control.handle(self.emulator, request)
+            if is_control:
+                reply = control.refuse(self.emulator, request) or control.handle(
+                    self.emulator, request
+                )
             elif path == "/app" or path.startswith("/app/"):
                 reply = app_pages.handle(self.emulator, request)
                 self._log(request, "app", reply.status, started)

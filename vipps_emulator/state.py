@@ -22,7 +22,14 @@ import uuid
 
 from . import config
 from .clock import isoformat
-from .errors import ApiError, conflict, domain_error, not_found, unauthorized
+from .errors import (
+    ApiError,
+    conflict,
+    domain_error,
+    is_refusal,
+    not_found,
+    unauthorized,
+)
 
 CREATED = "CREATED"
 AUTHORIZED = "AUTHORIZED"
@@ -30,6 +37,13 @@ ABORTED = "ABORTED"
 EXPIRED = "EXPIRED"
 TERMINATED = "TERMINATED"
 FINAL_STATES = (AUTHORIZED, ABORTED, EXPIRED, TERMINATED)
+
+# Capture errors that can be injected per payment, with the detail they carry.
+CAPTURE_ERRORS = {
+    6260: "The funds are no longer reserved: the customer's bank released the "
+    "reservation early. Contact the customer.",
+    6280: "The capture failed. Try again later with the same Idempotency-Key.",
+}
 
 # Derives a stable, per-sales-unit `sub` from a phone number.
 _SUB_NAMESPACE = uuid.UUID("6f1d3c1e-4b8a-4e8e-9a51-0c2f8f0e7a10")
@@ -51,6 +65,8 @@ class Event:
     idempotency_key: str = None
     success: bool = True
     psp_reference: str = dataclasses.field(default_factory=new_psp_reference)
+    # Members only the webhook payload carries (not the event log).
+    webhook_extra: dict = None
 
     def to_api(self, reference):
         """Return the event as the event log endpoint shows it."""
@@ -93,10 +109,16 @@ class Payment:
     approved_phone: str = None
     sub: str = None
     consent_at: dt.datetime = None
+    # When Vipps has written sub (and the shared data) where Get payment and
+    # Userinfo read it: a little after approval (Settings.sub_delay).
+    profile_ready_at: dt.datetime = None
     captured: int = 0
     refunded: int = 0
     cancelled: int = 0
     events: list = dataclasses.field(default_factory=list)
+    # Injected capture errors, applied in order: [code, remaining or None
+    # (until cleared), HTTP status or None].
+    capture_errors: list = dataclasses.field(default_factory=list)
 
     @property
     def psp_reference(self):
@@ -107,6 +129,14 @@ class Payment:
     def authorized(self):
         """The reserved amount (the full amount once authorized)."""
         return self.value if self.state == AUTHORIZED else 0
+
+    @property
+    def capture_guaranteed_until(self):
+        """The end of the market's capture deadline (6100 after it), or None."""
+        if self.authorized_at is None:
+            return None
+        days = config.CAPTURE_DEADLINE_DAYS.get(self.currency, 180)
+        return self.authorized_at + dt.timedelta(days=days)
 
     def _amount(self, value):
         return {"currency": self.currency, "value": value}
@@ -119,6 +149,10 @@ class Payment:
             "capturedAmount": self._amount(self.captured),
             "refundedAmount": self._amount(self.refunded),
         }
+
+    def profile_ready(self, now):
+        """True once ``sub`` and the shared data can be read (see sub_delay)."""
+        return bool(self.sub) and now >= self.profile_ready_at
 
     def user_details(self, users):
         """Return the live API's ``userDetails`` for the consented scopes."""
@@ -137,26 +171,33 @@ class Payment:
             details["dateOfBirth"] = profile["birthdate"]
         return details
 
-    def to_api(self, users):
-        """Return the payment as Get payment shows it."""
+    def to_api(self, users, now, details_delayed=True):
+        """Return the payment as Get payment shows it at ``now``.
+
+        ``profile.sub`` appears once the profile is written; ``userDetails``
+        too, unless ``details_delayed`` is False.
+        """
         method = {"type": self.method}
         if self.state == AUTHORIZED:
             method["cardBin"] = "540185"
+        ready = self.profile_ready(now)
         body = {
             "aggregate": self.aggregate(),
             "amount": self._amount(self.value),
             "state": self.state,
             "paymentMethod": method,
-            "profile": {"sub": self.sub} if self.sub else {},
+            "profile": {"sub": self.sub} if ready else {},
             "pspReference": self.psp_reference,
             "reference": self.reference,
         }
+        if self.state == AUTHORIZED:
+            body["captureGuaranteedUntil"] = isoformat(self.capture_guaranteed_until)
         if self.redirect_url:
             body["redirectUrl"] = self.redirect_url
         if self.metadata is not None:
             body["metadata"] = self.metadata
         details = self.user_details(users)
-        if details:
+        if details and (ready or not details_delayed):
             body["userDetails"] = details
         return body
 
@@ -187,10 +228,22 @@ class Payment:
             "paymentDescription": self.description,
             "scopes": self.scopes,
             "sub": self.sub,
+            "profileReadyAt": (
+                isoformat(self.profile_ready_at) if self.profile_ready_at else None
+            ),
+            "captureGuaranteedUntil": (
+                isoformat(self.capture_guaranteed_until)
+                if self.capture_guaranteed_until
+                else None
+            ),
             "createdAt": isoformat(self.created_at),
             "expiresAt": isoformat(self.expires_at),
             "longLiving": self.long_living,
             "metadata": self.metadata,
+            "captureErrors": [
+                {"code": code, "remaining": remaining, "status": status}
+                for code, remaining, status in self.capture_errors
+            ],
             "events": [event.to_api(self.reference) for event in self.events],
         }
 
@@ -278,6 +331,7 @@ class Store:
         self.categories = {}  # (msn, paymentType, orderId) -> dict
         self.receipts = {}  # (msn, paymentType, orderId) -> dict
         self.images = {}  # (msn, imageId) -> bytes
+        self.order_ids = {}  # (msn, paymentType, orderId) -> id in OM answers
         self.reset()
 
     # === setup === #
@@ -302,6 +356,7 @@ class Store:
             self.categories.clear()
             self.receipts.clear()
             self.images.clear()
+            self.order_ids.clear()
 
     def add_merchant(self, merchant, initial=False):
         """Add (or replace) a sales unit; with ``initial`` it survives reset."""
@@ -371,8 +426,10 @@ class Store:
     def idempotent(self, scope, key, body, run, conflict_code):
         """Run ``run()`` once per Idempotency-Key within ``scope``.
 
-        The same key with the same body replays the first answer (success or
-        a 400); the same key with another body is a 409 with ``conflict_code``.
+        The same key with the same body replays the first answer (a success,
+        or a refusal when ``replay_client_errors``); the same key with another
+        body is a 409 with ``conflict_code``. Answers that ask for a retry
+        (see ``errors.is_refusal``) are not remembered.
         Returns ``(status, body, replayed)``.
         """
         record_key = (*scope, key)
@@ -392,11 +449,20 @@ class Store:
             try:
                 status, answer = run()
             except ApiError as err:
-                if self.settings.replay_client_errors and err.status == 400:
+                if self.settings.replay_client_errors and is_refusal(err):
                     self.idempotency[record_key] = Stored(digest, error=err)
                 raise
             self.idempotency[record_key] = Stored(digest, status, answer)
             return status, answer, False
+
+    def order_id(self, key):
+        """Return the id Order Management answers with for one order.
+
+        The spec declares a JSON string (a UUID in its example) as the body of
+        the category and receipt answers; here it is one id per order.
+        """
+        with self.lock:
+            return self.order_ids.setdefault(key, str(uuid.uuid4()))
 
     # === payments === #
 
@@ -405,13 +471,14 @@ class Store:
         for listener in list(self.listeners):
             listener(payment.msn, payment, event)
 
-    def _event(self, payment, name, value=None, key=None):
+    def _event(self, payment, name, value=None, key=None, webhook_extra=None):
         event = Event(
             name=name,
             value=payment.value if value is None else value,
             currency=payment.currency,
             timestamp=self.clock.now(),
             idempotency_key=key,
+            webhook_extra=webhook_extra,
         )
         self._emit(payment, event)
         return event
@@ -450,7 +517,9 @@ class Store:
             reference = fields["reference"]
             if reference in self.payments[merchant.msn]:
                 raise domain_error(
-                    4150, f"A payment with reference {reference} already exists."
+                    4150,
+                    f"A payment with reference {reference} already exists.",
+                    status=self.settings.reference_exists_status,
                 )
             phone = fields["phone"]
             if phone is not None and not self.users.exists(phone):
@@ -483,7 +552,13 @@ class Store:
             payment.token = secrets.token_urlsafe(24)
             self.tokens_by_landing[payment.token] = (merchant.msn, reference)
             if payment.flow != "PUSH_MESSAGE":
-                payment.redirect_url = f"{base_url}/app/landing?token={payment.token}"
+                # The landing host of the market on this day, as a path segment.
+                host = config.landing_host(
+                    payment.currency, now, self.settings.brand_switch_date
+                )
+                payment.redirect_url = (
+                    f"{base_url}/app/landing/{host}?token={payment.token}"
+                )
             self.payments[merchant.msn][reference] = payment
             if payment.receipt is not None:
                 self.receipts[(merchant.msn, "ecom", reference)] = payment.receipt
@@ -549,8 +624,23 @@ class Store:
             if payment.scopes:
                 payment.sub = self.users.sub(payment.msn, phone)
                 payment.consent_at = now
-            self._event(payment, "AUTHORIZED")
+                payment.profile_ready_at = now + dt.timedelta(
+                    seconds=self.settings.sub_delay
+                )
+            self._event(
+                payment, "AUTHORIZED", webhook_extra=self._authorized_extra(payment)
+            )
             return payment
+
+    def _authorized_extra(self, payment):
+        """What the authorized webhook carries besides the common members:
+        captureGuaranteedUntil and, when profile data was shared, userDetails
+        and profile.sub (at once, whatever sub_delay says for Get payment)."""
+        extra = {"captureGuaranteedUntil": isoformat(payment.capture_guaranteed_until)}
+        if payment.sub and self.settings.authorized_webhook_profile:
+            extra["userDetails"] = payment.user_details(self.users)
+            extra["profile"] = {"sub": payment.sub}
+        return extra
 
     def reject(self, payment):
         """Reject (abort) a CREATED payment, as the customer would in the app."""
@@ -590,9 +680,50 @@ class Store:
                 )
             if value != payment.value and not merchant.partial_capture_allowed:
                 raise domain_error(6140, "This sales unit must capture in full.")
+            self._raise_capture_error(payment)
             payment.captured += value
             event = self._event(payment, "CAPTURED", value, key)
             return payment.modification(event)
+
+    def add_capture_error(self, payment, code, count=..., status=None):
+        """Make the next capture attempts of ``payment`` fail with ``code``.
+
+        6260 (funds unavailable: the reservation was released early) lasts
+        until cleared unless ``count`` says how many attempts; 6280 (capture
+        failed, try again later) fails ``count`` attempts, 1 by default.
+        ``status`` overrides the HTTP status (400; Vipps does not document it).
+        """
+        code = int(code)
+        if code not in CAPTURE_ERRORS:
+            raise ValueError(
+                f"code must be one of {', '.join(map(str, CAPTURE_ERRORS))}"
+            )
+        if count is ...:
+            count = None if code == 6260 else 1
+        if count is not None and int(count) < 1:
+            raise ValueError("count must be at least 1, or None (until cleared)")
+        if status is not None and not 400 <= int(status) <= 599:
+            raise ValueError("status must be 400 to 599")
+        with self.lock:
+            payment.capture_errors.append(
+                [code, None if count is None else int(count), status and int(status)]
+            )
+
+    def clear_capture_errors(self, payment):
+        """Remove the injected capture errors of ``payment``."""
+        with self.lock:
+            payment.capture_errors.clear()
+
+    def _raise_capture_error(self, payment):
+        if not payment.capture_errors:
+            return
+        rule = payment.capture_errors[0]
+        code, remaining, status = rule
+        if remaining is not None:
+            rule[1] -= 1
+            if rule[1] <= 0:
+                payment.capture_errors.pop(0)
+        raise domain_error(code, CAPTURE_ERRORS[code], status=status)
 
     def refund(self, payment, value, key):
         """Refund ``value``; return the ModificationResponse."""
@@ -669,7 +800,7 @@ class Store:
         scopes, phone, consent_at = set(), None, None
         with self.lock:
             for payment in self.payments.get(merchant.msn, {}).values():
-                if payment.sub == sub:
+                if payment.sub == sub and payment.profile_ready(now):
                     scopes.update(payment.scopes)
                     phone = payment.approved_phone
                     if consent_at is None or payment.consent_at > consent_at:

@@ -4,7 +4,9 @@ Each ePayment event is POSTed to every registration of the payment's sales
 unit that subscribed to it. Deliveries run on background threads, so an API
 call never waits for a receiver. Order is kept per (registration, payment): a
 delivery that is not answered with 2xx is retried after a back-off and holds
-back the later events of that payment, as Vipps does.
+back the later events of that payment, as Vipps does. A registration whose
+deliveries keep failing for ``Settings.webhook_removal_after`` (two weeks of
+the emulator clock) is deleted, as Vipps does since March 2026.
 
 Requests are signed like Vipps signs them: ``x-ms-date``,
 ``x-ms-content-sha256`` and ``Authorization: HMAC-SHA256 SignedHeaders=...``
@@ -30,7 +32,7 @@ import time
 import urllib.parse
 import uuid
 
-from .clock import isoformat, utcnow
+from .clock import Clock, isoformat, utcnow
 from .errors import invalid, not_found
 
 _logger = logging.getLogger(__name__)
@@ -96,6 +98,8 @@ class Registration:
     url: str
     events: list
     secret: str
+    # Emulator time of the first failed delivery since the last good one.
+    failing_since: object = None
 
     def to_api(self):
         """Return the registration as List shows it (no secret)."""
@@ -108,6 +112,7 @@ class Registry:
     def __init__(self):
         self._lock = threading.Lock()
         self._items = {}
+        self.removed = []  # registrations Vipps deleted as unresponsive
 
     def register(self, msn, url, events):
         """Register ``url`` for ``events``; return the Registration."""
@@ -127,6 +132,11 @@ class Registry:
             item = Registration(str(uuid.uuid4()), msn, url, list(events), secret)
             self._items[item.id] = item
             return item
+
+    def exists(self, webhook_id):
+        """True while the registration ``webhook_id`` exists."""
+        with self._lock:
+            return webhook_id in self._items
 
     def list(self, msn):
         """Return the registrations of ``msn``."""
@@ -154,6 +164,38 @@ class Registry:
         """Forget every registration."""
         with self._lock:
             self._items.clear()
+            self.removed.clear()
+
+    def forget_failures(self):
+        """Count every registration as responsive again (after a reset)."""
+        with self._lock:
+            for item in self._items.values():
+                item.failing_since = None
+
+    def remove_unresponsive(self, now, limit):
+        """Delete the registrations failing for ``limit`` seconds by ``now``;
+        return them."""
+        with self._lock:
+            gone = [
+                item
+                for item in self._items.values()
+                if item.failing_since is not None
+                and (now - item.failing_since).total_seconds() >= limit
+            ]
+            for item in gone:
+                del self._items[item.id]
+                self.removed.append(
+                    {
+                        "id": item.id,
+                        "msn": item.msn,
+                        "url": item.url,
+                        "events": list(item.events),
+                        "failingSince": isoformat(item.failing_since),
+                        "removedAt": isoformat(now),
+                        "reason": "unresponsive",
+                    }
+                )
+            return gone
 
 
 @dataclasses.dataclass
@@ -180,9 +222,10 @@ class Delivery:
 class Dispatcher:
     """Queues, signs, sends and retries webhook deliveries."""
 
-    def __init__(self, registry, settings, workers=8):
+    def __init__(self, registry, settings, workers=8, clock=None):
         self.registry = registry
         self.settings = settings
+        self.clock = clock or Clock()
         self.log = []
         self._ids = itertools.count(1)
         self._cond = threading.Condition()
@@ -278,6 +321,7 @@ class Dispatcher:
             "timestamp": isoformat(event.timestamp),
             "idempotencyKey": event.idempotency_key,
             "success": event.success,
+            **(event.webhook_extra or {}),
         }
         body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
         for registration in self.registry.subscribed(msn, name):
@@ -367,6 +411,16 @@ class Dispatcher:
             if queue is None or not queue or queue[0] is not delivery:
                 self._cond.notify_all()
                 return  # reset while in flight
+            if not self.registry.exists(delivery.registration.id):
+                del self._queues[key]  # deleted (by Vipps or the merchant)
+                self._record(delivery, status, error, "removed")
+                self._cond.notify_all()
+                return
+            registration = delivery.registration
+            if delivered:
+                registration.failing_since = None
+            elif registration.failing_since is None:
+                registration.failing_since = self.clock.now()
             if delivered or delivery.attempt > len(delays):
                 queue.popleft()
                 if not queue:
@@ -377,6 +431,27 @@ class Dispatcher:
                 outcome = "retry"
             self._record(delivery, status, error, outcome)
             self._cond.notify_all()
+        if not delivered:
+            self.remove_unresponsive()
+
+    def remove_unresponsive(self):
+        """Delete the registrations whose deliveries have failed for
+        ``webhook_removal_after`` seconds of emulator time, with their pending
+        deliveries; return how many were deleted."""
+        limit = self.settings.webhook_removal_after
+        if not limit:
+            return 0
+        gone = self.registry.remove_unresponsive(self.clock.now(), limit)
+        if gone:
+            ids = {item.id for item in gone}
+            with self._cond:
+                for key in [key for key in self._queues if key[0] in ids]:
+                    if key not in self._in_flight:
+                        del self._queues[key]
+                self._cond.notify_all()
+            for item in gone:
+                _logger.info("webhook %s removed: unresponsive", item.url)
+        return len(gone)
 
     def _send(self, delivery):
         """POST one delivery; return ``(status, None)`` or ``(None, error)``."""

@@ -124,7 +124,11 @@ async function main() {
       "create",
     );
     assert.equal(data.reference, reference);
-    assert.ok(data.redirectUrl.startsWith(`${emulator.origin}/app/landing?token=`));
+    // The landing host of the market (pay.vipps.no for NOK) is a path segment.
+    assert.ok(
+      data.redirectUrl.startsWith(`${emulator.origin}/app/landing/pay.vipps.no?token=`),
+      data.redirectUrl,
+    );
   });
 
   await step("read the payment: CREATED", async () => {
@@ -152,7 +156,18 @@ async function main() {
     const data = ok(await client.payment.info(token, reference), "info");
     assert.equal(data.state, "AUTHORIZED");
     assert.equal(data.aggregate.authorizedAmount.value, 49900);
-    assert.ok(data.profile.sub, "profile.sub is set after approval");
+  });
+
+  await step("profile.sub is written a little after approval", async () => {
+    // Vipps writes the sub asynchronously; the emulator does it sub_delay
+    // seconds (its own clock) after approval, so move its clock that far.
+    const first = ok(await client.payment.info(token, reference), "info");
+    assert.equal(first.profile?.sub, undefined, "no sub right after approval");
+    const { settings } = await control("/health");
+    await control("/clock/advance", { seconds: settings.sub_delay });
+    const data = ok(await client.payment.info(token, reference), "info");
+    assert.ok(data.profile.sub, "profile.sub is set once written");
+    assert.equal(data.userDetails.mobileNumber, PHONE);
     sub = data.profile.sub;
   });
 

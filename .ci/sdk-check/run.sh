@@ -18,7 +18,9 @@ cleanup() {
 trap cleanup EXIT
 
 # --port 0: the emulator binds a free port and prints its URL as the first line.
-(cd "$root" && exec python3 -m vipps_emulator --port 0) >"$log" 2>&1 &
+# --approved: the check sends a PUSH_MESSAGE request, which an ordinary sales unit
+# (the emulator's default) is refused with 5080.
+(cd "$root" && exec python3 -m vipps_emulator --port 0 --approved) >"$log" 2>&1 &
 emulator_pid=$!
 
 url=""

@@ -17,7 +17,8 @@ class TestControlApi(EmulatorCase):
     """Controls over HTTP, for tests in other processes."""
 
     def control(self, method, path, body=None):
-        return send(method, f"{self.emu.url}/_emulator{path}", body)
+        headers = {"Content-Type": "application/json"}
+        return send(method, f"{self.emu.url}/_emulator{path}", body, headers)
 
     def test_health_describes_without_secrets(self):
         """GET /_emulator/health lists merchants without secrets."""
@@ -45,6 +46,7 @@ class TestControlApi(EmulatorCase):
 
     def test_approve_reject_and_inbox(self):
         """Payments can be approved, rejected and listed per phone."""
+        self.emu.update_merchant(approved=True)
         self.new_payment(userFlow="PUSH_MESSAGE", customer={"phoneNumber": PHONE})
         self.new_payment("inv-2026-00002-1")
         inbox = self.control("GET", f"/inbox?phone={PHONE}").json
@@ -58,15 +60,22 @@ class TestControlApi(EmulatorCase):
         self.assertEqual(self.control("GET", "/payments/nope-0001").status, 404)
 
     def test_merchant_settings_can_change(self):
-        """POST /_emulator/merchants/<msn> turns off PUSH_MESSAGE (5080)."""
+        """POST /_emulator/merchants/<msn> approves the sales unit until reset."""
+        push = {"userFlow": "PUSH_MESSAGE", "customer": {"phoneNumber": PHONE}}
+        self.assertEqual(self.new_payment(**push, expect=403).code, 5080)
+        answer = self.control("POST", "/merchants/123456", {"approved": True})
+        self.assertTrue(answer.json["push_allowed"])
+        self.assertEqual(answer.json["long_living_max_days"], 60)
+        self.assertTrue(answer.json["approved"])
+        self.new_payment(**push)
         answer = self.control("POST", "/merchants/123456", {"push_allowed": False})
-        self.assertFalse(answer.json["push_allowed"])
-        created = self.new_payment(
-            userFlow="PUSH_MESSAGE", customer={"phoneNumber": PHONE}, expect=403
+        self.assertEqual(
+            (answer.json["push_allowed"], answer.json["approved"]), (False, False)
         )
-        self.assertEqual(created.code, 5080)
         self.control("POST", "/reset")
-        self.new_payment(userFlow="PUSH_MESSAGE", customer={"phoneNumber": PHONE})
+        self.assertEqual(
+            self.new_payment("inv-2026-00002-1", **push, expect=403).code, 5080
+        )
 
     def test_webhook_faults_and_deliveries(self):
         """Delivery faults and the delivery log are reachable over HTTP."""
@@ -89,7 +98,10 @@ class TestControlApi(EmulatorCase):
             self.control("POST", "/faults", {"operation": "x"}).status, 400
         )
         answer = send(
-            "POST", f"{self.emu.url}/_emulator/clock/advance", raw=b"{", headers={}
+            "POST",
+            f"{self.emu.url}/_emulator/clock/advance",
+            raw=b"{",
+            headers={"Content-Type": "application/json"},
         )
         self.assertEqual(answer.status, 400)
 
@@ -140,7 +152,7 @@ class TestLifecycle(unittest.TestCase):
 
     def test_stop_then_start_again_keeps_serving(self):
         """An emulator can be stopped and started again, webhooks included."""
-        emu = Emulator(port=0, webhook_retry_delays=(0.05,))
+        emu = Emulator(port=0, approved=True, webhook_retry_delays=(0.05,))
         with emu:
             first = emu.url
         receiver = Receiver()

@@ -39,7 +39,9 @@ PUSH = {"userFlow": "PUSH_MESSAGE", "customer": {"phoneNumber": PHONE}}
 
 
 class TestCreateValidation(EmulatorCase):
-    """Each rule of the create request."""
+    """Each rule of the create request, for an approved sales unit."""
+
+    options: ClassVar[dict] = {"approved": True}
 
     def assert_refused(self, changes, status, code=None, fields=None):
         answer = self.new_payment(expect=status, **changes)
@@ -57,7 +59,11 @@ class TestCreateValidation(EmulatorCase):
         """A valid WEB_REDIRECT request gets 201 with a landing-page redirectUrl."""
         answer = self.new_payment()
         self.assertEqual(answer.json["reference"], "inv-2026-00001-1")
-        self.assertIn("/app/landing?token=", answer.json["redirectUrl"])
+        self.assertTrue(
+            answer.json["redirectUrl"].startswith(
+                f"{self.emu.url}/app/landing/pay.vipps.no?token="
+            )
+        )
 
     def test_push_message_has_no_redirect_url(self):
         """A PUSH_MESSAGE payment answers without redirectUrl."""
@@ -152,14 +158,14 @@ class TestCreateValidation(EmulatorCase):
         )
 
     def test_expires_at_window(self):
-        """expiresAt must be > 10 minutes (6120) and <= 28 days ahead (6110)."""
+        """expiresAt must be > 10 minutes (6120) and <= 60 days ahead (6110)."""
         self.assert_refused(
             {**PUSH, "expiresAt": _in(minutes=5), "receipt": RECEIPT}, 400, 6120
         )
         self.assert_refused(
-            {**PUSH, "expiresAt": _in(days=29), "receipt": RECEIPT}, 400, 6110
+            {**PUSH, "expiresAt": _in(days=61), "receipt": RECEIPT}, 400, 6110
         )
-        self.new_payment(**PUSH, expiresAt=_in(days=27), receipt=RECEIPT)
+        self.new_payment(**PUSH, expiresAt=_in(days=59), receipt=RECEIPT)
 
     def test_long_living_needs_order_details(self):
         """expiresAt without receipt or receiptUrl gives 6130."""

@@ -1,6 +1,7 @@
 """Order Management v2: categories, receipts and reading an order back."""
 
 import base64
+import uuid
 
 from .common import EmulatorCase
 from .test_create_validation import RECEIPT
@@ -16,13 +17,38 @@ class TestOrderManagement(EmulatorCase):
     """Categories, receipts and images."""
 
     def test_category_is_stored_and_overwritten(self):
-        """PUT stores a category (200); a second PUT replaces it."""
+        """PUT stores a category (200); a second PUT replaces it (200 again)."""
         path = f"/order-management/v2/ecom/categories/{REF}"
         self.assertEqual(self.call("PUT", path, CATEGORY).status, 200)
-        self.call("PUT", path, {**CATEGORY, "category": "RECEIPT"})
+        replaced = self.call("PUT", path, {**CATEGORY, "category": "RECEIPT"})
+        self.assertEqual(replaced.status, 200)
         order = self.call("GET", f"/order-management/v2/ecom/{REF}").json
         self.assertEqual(order["category"]["category"], "RECEIPT")
         self.assertNotIn("receipt", order)
+
+    def test_category_answer_is_a_json_string(self):
+        """200Upserted: a JSON string body, the same id for a replaced category."""
+        path = f"/order-management/v2/ecom/categories/{REF}"
+        first = self.call("PUT", path, CATEGORY)
+        self.assertEqual(
+            first.headers["Content-Type"].split(";")[0], "application/json"
+        )
+        self.assertIsInstance(first.json, str)
+        self.assertEqual(str(uuid.UUID(first.json)), first.json)
+        second = self.call("PUT", path, {**CATEGORY, "category": "RECEIPT"})
+        self.assertEqual(second.json, first.json)
+        other = self.call("PUT", f"{path}-2", CATEGORY)
+        self.assertNotEqual(other.json, first.json)
+
+    def test_receipt_answer_is_a_json_string(self):
+        """201Created: a JSON string body, the order's id."""
+        self.call("PUT", f"/order-management/v2/ecom/categories/{REF}", CATEGORY)
+        category_id = self.call(
+            "PUT", f"/order-management/v2/ecom/categories/{REF}", CATEGORY
+        ).json
+        answer = self.call("POST", f"/order-management/v2/ecom/receipts/{REF}", RECEIPT)
+        self.assertEqual(answer.status, 201)
+        self.assertEqual(answer.json, category_id)
 
     def test_category_validation_uses_invalid_params(self):
         """A bad category is a 400 listing invalidParams."""

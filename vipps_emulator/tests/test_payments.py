@@ -2,7 +2,9 @@
 the event log and idempotent retries."""
 
 import datetime as dt
+from typing import ClassVar
 
+from ..clock import parse_rfc3339
 from .common import PHONE, EmulatorCase
 
 REF = "inv-2026-00001-1"
@@ -65,6 +67,7 @@ class TestStateMachine(EmulatorCase):
 
     def test_push_request_can_only_be_approved_by_its_customer(self):
         """A push request approved from another phone fails with 10010."""
+        self.emu.update_merchant(approved=True)
         self.new_payment(userFlow="PUSH_MESSAGE", customer={"phoneNumber": PHONE})
         answer = self.call(
             "POST",
@@ -214,6 +217,47 @@ class TestStateMachine(EmulatorCase):
         self.assertEqual(self.modify("cancel").code, 6030)
 
 
+class TestCaptureGuarantee(EmulatorCase):
+    """captureGuaranteedUntil on Get payment, from the market's deadline."""
+
+    def test_absent_before_approval_then_180_days_in_norway(self):
+        """NOK: 180 days after approval; not shown before."""
+        self.emu.set_time(dt.datetime(2026, 10, 1, 12, 0, tzinfo=dt.timezone.utc))
+        self.new_payment()
+        self.assertNotIn("captureGuaranteedUntil", self.get())
+        self.emu.advance(60)
+        self.emu.approve(REF, phone=PHONE)
+        payment = self.get()
+        self.assertEqual(payment["captureGuaranteedUntil"], "2027-03-30T12:01:00.000Z")
+        self.modify("capture", 125000)
+        self.assertIn("captureGuaranteedUntil", self.get())
+
+    def test_capture_fails_after_the_guarantee(self):
+        """The guarantee is the capture deadline: 6100 after it."""
+        self.authorized()
+        until = self.get()["captureGuaranteedUntil"]
+        self.emu.set_time(parse_rfc3339(until))
+        self._token = None
+        self.assertEqual(self.modify("capture", 1000).status, 200)
+        self.emu.advance(1)
+        self._token = None
+        self.assertEqual(self.modify("capture", 1000).code, 6100)
+
+
+class TestCaptureGuaranteeDenmark(EmulatorCase):
+    """DKK (and EUR): 14 days."""
+
+    options: ClassVar[dict] = {"currency": "DKK"}
+
+    def test_14_days(self):
+        """A Danish payment is guaranteed for 14 days."""
+        self.emu.set_time(dt.datetime(2026, 10, 1, 12, 0, tzinfo=dt.timezone.utc))
+        self.authorized(amount={"currency": "DKK", "value": 1000})
+        self.assertEqual(
+            self.get()["captureGuaranteedUntil"], "2026-10-15T12:00:00.000Z"
+        )
+
+
 class TestExpiry(EmulatorCase):
     """Expiry on the emulator clock."""
 
@@ -243,6 +287,7 @@ class TestExpiry(EmulatorCase):
         """A long-living payment lives until its expiresAt."""
         start = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.timezone.utc)
         self.emu.set_time(start)
+        self.emu.update_merchant(approved=True)
         self.new_payment(
             userFlow="PUSH_MESSAGE",
             customer={"phoneNumber": PHONE},
@@ -332,3 +377,86 @@ class TestIdempotency(EmulatorCase):
         self.modify("capture", 1000, key="cap-1")
         answer = self.modify("capture", 1000, "inv-2026-00002-1", key="cap-1")
         self.assertEqual(answer.status, 200)
+
+    def test_refused_create_key_is_remembered(self):
+        """A refused create's key: same body replays, another body gets 4020."""
+        push = self.payment_body(
+            userFlow="PUSH_MESSAGE", customer={"phoneNumber": PHONE}
+        )
+        refused = self.call("POST", "/epayment/v1/payments", push, key="create-1")
+        self.assertEqual((refused.status, refused.code), (403, 5080))
+        link = self.payment_body()
+        other = self.call("POST", "/epayment/v1/payments", link, key="create-1")
+        self.assertEqual((other.status, other.code), (409, 4020))
+        again = self.call("POST", "/epayment/v1/payments", push, key="create-1")
+        self.assertEqual((again.status, again.code), (403, 5080))
+        self.assertEqual(self.emu.payments, {})
+        created = self.call("POST", "/epayment/v1/payments", link, key="create-2")
+        self.assertEqual(created.status, 201)
+
+    def test_refused_even_once_it_would_pass(self):
+        """The replayed refusal stands after the sales unit is approved."""
+        push = self.payment_body(
+            userFlow="PUSH_MESSAGE", customer={"phoneNumber": PHONE}
+        )
+        self.call("POST", "/epayment/v1/payments", push, key="create-1")
+        self.emu.update_merchant(approved=True)
+        again = self.call("POST", "/epayment/v1/payments", push, key="create-1")
+        self.assertEqual(again.code, 5080)
+        new = self.call("POST", "/epayment/v1/payments", push, key="create-2")
+        self.assertEqual(new.status, 201)
+
+    def test_invalid_create_key_is_remembered(self):
+        """A validation error (400, no code) also keeps its key."""
+        bad = self.payment_body(paymentDescription="x")
+        self.assertEqual(
+            self.call("POST", "/epayment/v1/payments", bad, key="create-1").status, 400
+        )
+        good = self.payment_body()
+        answer = self.call("POST", "/epayment/v1/payments", good, key="create-1")
+        self.assertEqual((answer.status, answer.code), (409, 4020))
+
+    def test_nothing_is_remembered_when_switched_off(self):
+        """replay_client_errors=False: a refused key can be used again."""
+        self.emu.settings.replay_client_errors = False
+        self.addCleanup(setattr, self.emu.settings, "replay_client_errors", True)
+        push = self.payment_body(
+            userFlow="PUSH_MESSAGE", customer={"phoneNumber": PHONE}
+        )
+        self.call("POST", "/epayment/v1/payments", push, key="create-1")
+        answer = self.call(
+            "POST", "/epayment/v1/payments", self.payment_body(), key="create-1"
+        )
+        self.assertEqual(answer.status, 201)
+
+
+class TestReferenceExists(EmulatorCase):
+    """A second payment with a used reference: code 4150."""
+
+    def test_reference_exists_is_4150_with_409(self):
+        """By default 409 with 4150; the first payment is untouched."""
+        self.new_payment(paymentDescription="First")
+        answer = self.new_payment(paymentDescription="Second", expect=409)
+        self.assertEqual(answer.code, 4150)
+        self.assertEqual(self.emu.payments[REF].description, "First")
+        self.assertEqual(len(self.emu.payments[REF].events), 1)
+
+    def test_reference_exists_is_replayed_for_its_key(self):
+        """The 4150 answer is a refusal: its key replays it."""
+        self.new_payment()
+        body = self.payment_body(paymentDescription="Second")
+        first = self.call("POST", "/epayment/v1/payments", body, key="again-1")
+        second = self.call("POST", "/epayment/v1/payments", body, key="again-1")
+        self.assertEqual((first.code, second.code), (4150, 4150))
+
+
+class TestReferenceExistsAs400(EmulatorCase):
+    """reference_exists_status=400: the other status Vipps may use."""
+
+    options: ClassVar[dict] = {"reference_exists_status": 400}
+
+    def test_reference_exists_is_4150_with_400(self):
+        """The status is 400; the code is still 4150."""
+        self.new_payment()
+        answer = self.new_payment(paymentDescription="Second", expect=400)
+        self.assertEqual(answer.code, 4150)

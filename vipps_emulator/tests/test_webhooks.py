@@ -1,9 +1,11 @@
 """Webhooks API and signed, ordered, retried delivery."""
 
+import datetime as dt
 import unittest
+from typing import ClassVar
 
 from .. import sign, signing_target
-from .common import PHONE, EmulatorCase, Receiver, verify_webhook
+from .common import PHONE, EmulatorCase, Receiver, send, verify_webhook
 
 # The test vector published by Vipps MobilePay (shared/docs/vipps-api.md, section 6).
 VECTOR = {
@@ -231,3 +233,157 @@ class TestDelivery(WebhookCase):
         self.new_payment()
         entry = self.emu.requests[-1]
         self.assertLess(entry["durationMs"], 500)
+
+
+class TestAuthorizedPayload(WebhookCase):
+    """What the authorized webhook carries besides the common members."""
+
+    def authorized_payload(self, **changes):
+        self.emu.set_time(dt.datetime(2026, 10, 1, 12, 0, tzinfo=dt.timezone.utc))
+        self._token = None
+        self.new_payment(**changes)
+        self.emu.approve(REF, phone=PHONE)
+        calls = self.receiver.wait(2)
+        self.assertEqual(self.names(calls), ["CREATED", "AUTHORIZED"])
+        return calls[0]["json"], calls[1]["json"]
+
+    def test_user_details_and_sub_ride_along(self):
+        """userDetails (mobileNumber) and profile.sub, before Get payment has them."""
+        created, authorized = self.authorized_payload(profile={"scope": "phoneNumber"})
+        sub = self.emu.payments[REF].sub
+        self.assertEqual(authorized["profile"], {"sub": sub})
+        self.assertEqual(authorized["userDetails"]["mobileNumber"], PHONE)
+        self.assertEqual(
+            authorized["captureGuaranteedUntil"], "2027-03-30T12:00:00.000Z"
+        )
+        self.assertNotIn("userDetails", created)
+        self.assertNotIn("captureGuaranteedUntil", created)
+        # Get payment, read at once, does not have them yet (sub_delay).
+        self.assertEqual(self.get()["profile"], {})
+
+    def test_without_scope_only_the_capture_guarantee(self):
+        """No profile.scope: no userDetails, no profile; captureGuaranteedUntil."""
+        _, authorized = self.authorized_payload()
+        self.assertNotIn("userDetails", authorized)
+        self.assertNotIn("profile", authorized)
+        self.assertIn("captureGuaranteedUntil", authorized)
+
+    def test_other_events_keep_the_common_members(self):
+        """A captured event has only the common members."""
+        self.authorized(profile={"scope": "phoneNumber"})
+        self.modify("capture", 125000)
+        (captured,) = [c["json"] for c in self.receiver.wait(3)][2:]
+        self.assertEqual(captured["name"], "CAPTURED")
+        self.assertNotIn("userDetails", captured)
+        self.assertNotIn("captureGuaranteedUntil", captured)
+
+
+class TestAuthorizedPayloadWithoutProfile(WebhookCase):
+    """authorized_webhook_profile=False: the webhook without profile data."""
+
+    options: ClassVar[dict] = {"authorized_webhook_profile": False}
+
+    def test_no_user_details(self):
+        """The setting leaves userDetails and profile out of the webhook."""
+        self.authorized(profile={"scope": "phoneNumber"})
+        authorized = self.receiver.wait(2)[1]["json"]
+        self.assertNotIn("userDetails", authorized)
+        self.assertNotIn("profile", authorized)
+        self.assertIn("captureGuaranteedUntil", authorized)
+
+
+class TestUnresponsiveRegistration(WebhookCase):
+    """A registration failing for two weeks (emulator clock) is deleted."""
+
+    TWO_WEEKS = 14 * 86400
+
+    def fail_deliveries(self, reference=REF):
+        self.receiver.statuses = [500] * 1000  # the endpoint keeps failing
+        self.new_payment(reference)
+        self.assertTrue(self.emu.wait_for_webhooks(5))
+        self.assertEqual(self.emu.deliveries[-1]["outcome"], "failed")
+
+    def listed(self):
+        self._token = None  # the clock moved past the token's lifetime
+        return self.call("GET", "/webhooks/v1/webhooks").json["webhooks"]
+
+    def test_deleted_after_two_weeks_of_failures(self):
+        """Still listed just before two weeks; deleted at two weeks."""
+        self.emu.set_time(dt.datetime(2026, 10, 1, 12, 0, tzinfo=dt.timezone.utc))
+        self.fail_deliveries()
+        self.emu.advance(self.TWO_WEEKS - 1)
+        self.assertEqual(len(self.listed()), 1)
+        self.emu.advance(1)
+        self.assertEqual(self.listed(), [])
+        (removed,) = self.emu.removed_webhooks
+        self.assertEqual(removed["url"], self.receiver.url)
+        self.assertEqual(removed["failingSince"], "2026-10-01T12:00:00.000Z")
+        self.assertEqual(removed["reason"], "unresponsive")
+        control = send("GET", f"{self.emu.url}/_emulator/webhooks").json
+        self.assertEqual(control["webhooks"], [])
+        self.assertEqual(control["removed"][0]["id"], removed["id"])
+        # Later events go nowhere.
+        self.assertTrue(self.emu.wait_for_webhooks(5))
+        calls = len(self.receiver.calls)
+        self._token = None
+        self.new_payment("inv-2026-00002-1")
+        self.assertTrue(self.emu.wait_for_webhooks(5))
+        self.assertEqual(len(self.receiver.calls), calls)
+
+    def test_a_good_delivery_restarts_the_count(self):
+        """A delivered event in between: the two weeks start again."""
+        self.fail_deliveries()
+        self.receiver.statuses = []  # the endpoint answers again
+        self.emu.advance(10 * 86400)
+        self._token = None
+        self.new_payment("inv-2026-00002-1")
+        self.assertTrue(self.emu.wait_for_webhooks(5))
+        self.emu.advance(10 * 86400)
+        self.assertEqual(len(self.listed()), 1)
+
+    def test_the_sweeper_notices_without_calls(self):
+        """Moving the clock alone (no API call) is enough."""
+        self.fail_deliveries()
+        self.emu.clock.advance(self.TWO_WEEKS)
+        for _ in range(100):
+            if not self.emu.webhooks():
+                break
+            self.emu.stopping.wait(0.02)
+        self.assertEqual(self.emu.webhooks(), [])
+
+    def test_reset_keeping_webhooks_forgets_failures(self):
+        """reset(keep_webhooks=True) counts the registration as responsive."""
+        self.fail_deliveries()
+        self.emu.reset(keep_webhooks=True)
+        self.emu.advance(self.TWO_WEEKS)
+        self.assertEqual(len(self.emu.webhooks()), 1)
+
+
+class TestScaledRemoval(WebhookCase):
+    """webhook_removal_after scales the two weeks down."""
+
+    options: ClassVar[dict] = {"webhook_removal_after": 60}
+
+    def test_deleted_after_a_minute(self):
+        """With 60 seconds, one emulated minute of failures deletes it."""
+        self.receiver.statuses = [500] * 4
+        self.new_payment()
+        self.assertTrue(self.emu.wait_for_webhooks(5))
+        self.emu.advance(59)
+        self.assertEqual(len(self.emu.webhooks()), 1)
+        self.emu.advance(1)
+        self.assertEqual(self.emu.webhooks(), [])
+
+
+class TestRemovalSwitchedOff(WebhookCase):
+    """webhook_removal_after=0: registrations are never deleted."""
+
+    options: ClassVar[dict] = {"webhook_removal_after": 0}
+
+    def test_never_deleted(self):
+        """A month of failures later it is still there."""
+        self.receiver.statuses = [500] * 4
+        self.new_payment()
+        self.assertTrue(self.emu.wait_for_webhooks(5))
+        self.emu.advance(30 * 86400)
+        self.assertEqual(len(self.emu.webhooks()), 1)
