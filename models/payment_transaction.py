@@ -746,6 +746,14 @@ class PaymentTransaction(models.Model):
                     return False
                 return True
             number = info.get("phone_number")
+        # Read now: a later reading of it queued meanwhile has nothing left to do.
+        self.env["payment.vipps.outbox"].sudo().search(
+            [
+                ("operation", "=", "phone"),
+                ("transaction_id", "=", self.id),
+                ("state", "=", "pending"),
+            ]
+        ).write({"state": "done"})
         e164 = utils.to_e164(number, international=True)
         if not e164:
             _logger.warning("Vipps: no usable number shared on %s", self.reference)
@@ -1228,11 +1236,15 @@ class PaymentTransaction(models.Model):
                 delay=const.UNKNOWN_REFERENCE_DELAY_SECONDS,
             )
             return
-        if tx._vipps_event_changes_nothing(str(event.get("name") or "")):
-            return
         shared = {
             key: event[key] for key in ("userDetails", "profile") if event.get(key)
         }
+        if shared and tx.vipps_share_phone and tx.state in ("done", "authorized"):
+            # The payment was followed before this webhook came (the customer's
+            # return): the number it brings may be what that read lacked.
+            tx.with_context(vipps_webhook_profile=shared)._vipps_learn_phone({})
+        if tx._vipps_event_changes_nothing(str(event.get("name") or "")):
+            return
         try:
             with self.env.cr.savepoint():
                 followed = tx.with_context(vipps_webhook_profile=shared)._vipps_sync(

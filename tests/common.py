@@ -9,7 +9,7 @@ from odoo.addons.account_payment.tests.common import AccountPaymentCommon
 
 from .. import const
 from ..models.payment_provider import _TOKEN_CACHE
-from ..vipps_emulator import APPROVED, Emulator
+from ..vipps_emulator import Emulator
 
 MSN = "123456"
 EMULATOR_CREDENTIALS = {
@@ -18,19 +18,12 @@ EMULATOR_CREDENTIALS = {
     "vipps_client_secret": "emulator-client-secret",
     "vipps_subscription_key": "emulator-subscription-key",
 }
-# Until the addon handles the ordinary merchant (5050 on expiresAt, 5080 on
-# PUSH_MESSAGE), the tests run against a sales unit Vipps approved for both.
-EMULATOR_MERCHANT = APPROVED
 # Quick retries and short hangs so that failure tests take milliseconds, not minutes.
 EMULATOR_SETTINGS = {
     "webhook_retry_delays": (0.05, 0.1),
     "webhook_timeout": 5.0,
     "fault_hang_seconds": 0.2,
     "expiry_interval": 0.05,
-    # Vipps writes profile.sub a little after approval. Until the addon retries
-    # for it (phone learning: test_pay_page, test_customer_tour), it is written at
-    # once here.
-    "sub_delay": 0,
 }
 
 _emulator = None
@@ -40,12 +33,20 @@ def get_emulator():
     """The emulator shared by the test run, started on a free port on first use."""
     global _emulator  # noqa: PLW0603 - one emulator per test process
     if _emulator is None:
-        _emulator = Emulator(port=0, **EMULATOR_MERCHANT, **EMULATOR_SETTINGS).start()
+        _emulator = Emulator(port=0, **EMULATOR_SETTINGS).start()
     return _emulator
 
 
 class VippsCommon(AccountPaymentCommon):
-    """A Vipps provider talking to the local emulator, in a NOK company."""
+    """A Vipps provider talking to the local emulator, in a NOK company.
+
+    The emulator plays what Vipps gives an ordinary sales unit (no push messages,
+    no long-living requests, profile.sub written a little after approval). Classes
+    that follow push requests say so with ``vipps_merchant = "approved"``: a sales
+    unit Vipps approved for both.
+    """
+
+    vipps_merchant = "ordinary"
 
     @classmethod
     def setUpClass(cls):
@@ -79,6 +80,7 @@ class VippsCommon(AccountPaymentCommon):
     def setUp(self):
         super().setUp()
         self.emulator.reset(keep_webhooks=True)
+        self.emulator.update_merchant(approved=self.vipps_merchant == "approved")
         self.emulator.clear_requests()
 
     # === HELPERS === #
@@ -117,6 +119,19 @@ class VippsCommon(AccountPaymentCommon):
         return self.env["payment.vipps.outbox"].search(
             [(field, "=", value) for field, value in values.items()]
         )
+
+    @contextmanager
+    def emulator_settings(self, **settings):
+        """Change emulator settings (what Vipps does when it is uncertain) for a
+        while."""
+        old = {name: getattr(self.emulator.settings, name) for name in settings}
+        for name, value in settings.items():
+            setattr(self.emulator.settings, name, value)
+        try:
+            yield
+        finally:
+            for name, value in old.items():
+                setattr(self.emulator.settings, name, value)
 
     @contextmanager
     def fast_retries(self):

@@ -15,6 +15,8 @@ from .common import VippsHttpCommon
 
 @tagged("post_install", "-at_install")
 class TestVippsAccess(VippsHttpCommon):
+    vipps_merchant = "approved"
+
     @classmethod
     def setUpClass(cls):
         super().setUpClass()

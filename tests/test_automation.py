@@ -11,6 +11,8 @@ from .common import VippsInvoiceCommon
 class TestVippsAutomation(VippsInvoiceCommon):
     """Requests sent on posting, the server action, and Send & Print."""
 
+    vipps_merchant = "approved"
+
     @classmethod
     def setUpClass(cls):
         super().setUpClass()

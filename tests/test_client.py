@@ -17,6 +17,8 @@ PHONE = "4791234567"
 class TestVippsClient(VippsCommon):
     """The request helper over real HTTP against the local emulator."""
 
+    vipps_merchant = "approved"
+
     def _payload(self, reference, **overrides):
         return {
             "amount": {"currency": "NOK", "value": 12500},
@@ -367,6 +369,9 @@ class TestVippsClient(VippsCommon):
             profile={"scope": "phoneNumber"},
         )
         self.emulator.approve("client-userinfo", phone=PHONE)
+        payment = self.vipps._vipps_get_payment("client-userinfo")
+        self.assertNotIn("sub", payment["profile"], msg="Vipps writes it a bit later.")
+        self.emulator.advance(5)
         payment = self.vipps._vipps_get_payment("client-userinfo")
         info = self.vipps._vipps_get_userinfo(payment["profile"]["sub"])
         self.assertEqual(info["phone_number"], PHONE)

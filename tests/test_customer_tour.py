@@ -42,6 +42,8 @@ class TestVippsCustomerTour(VippsHttpCommon):
     """Real Chromium: the customer's way through the pay page and the app, and the
     accountant's Send & Print."""
 
+    vipps_merchant = "approved"
+
     def _browser(self, url, code):
         with self.server_turn():
             self.browser_js(url, code)

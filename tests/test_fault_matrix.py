@@ -29,6 +29,7 @@ class Crash(Exception):
 
 @tagged("post_install", "-at_install")
 class VippsFaultCommon(VippsInvoiceCommon):
+    vipps_merchant = "approved"
     # === FAULTS === #
 
     def inject(self, operation, kind):

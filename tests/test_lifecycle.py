@@ -12,6 +12,8 @@ from .common import VippsInvoiceCommon
 class TestVippsLifecycle(VippsInvoiceCommon):
     """What happens to a request when its invoice changes, and refunds."""
 
+    vipps_merchant = "approved"
+
     def _paid_by_vipps(self):
         invoice = self.create_invoice()
         tx = invoice._vipps_request_payment()

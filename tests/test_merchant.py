@@ -26,6 +26,8 @@ DANISH = {
 class TestVippsConsent(VippsInvoiceCommon):
     """A push goes only to a number the customer agreed to."""
 
+    vipps_merchant = "approved"
+
     def _wizard(self, invoices):
         return (
             self.env["payment.vipps.request.wizard"]
@@ -142,11 +144,13 @@ class TestVippsPhoneNumbers(VippsInvoiceCommon):
 class TestVippsMarkets(VippsInvoiceCommon):
     """One sales unit per market; each invoice goes to its currency's."""
 
+    vipps_merchant = "approved"
+
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
         if DANISH_MSN not in cls.emulator.store.merchants:
-            cls.emulator.add_merchant(currency="DKK", **DANISH)
+            cls.emulator.add_merchant(currency="DKK", approved=True, **DANISH)
         cls.currency_dkk = cls._enable_currency("DKK")
         cls.danish = cls.vipps.copy(
             {
@@ -238,6 +242,8 @@ class TestVippsBrand(VippsInvoiceCommon):
 
 @tagged("post_install", "-at_install")
 class TestVippsReferencesAndKeys(VippsInvoiceCommon):
+    vipps_merchant = "approved"
+
     def test_databases_sharing_a_sales_unit_never_share_a_reference(self):
         """The database's prefix makes the same invoice name two references."""
         other = self.vipps.copy({"vipps_reference_prefix": "B2"})
@@ -268,6 +274,8 @@ class TestVippsReferencesAndKeys(VippsInvoiceCommon):
 @tagged("post_install", "-at_install")
 class TestVippsReceipts(VippsInvoiceCommon):
     """Receipts that Vipps accepts for every invoice (the emulator checks sums)."""
+
+    vipps_merchant = "approved"
 
     def _invoice_with(self, **line):
         return self.create_invoice(
@@ -342,6 +350,8 @@ class TestVippsReceipts(VippsInvoiceCommon):
 @tagged("post_install", "-at_install")
 class TestVippsConfiguration(VippsInvoiceCommon):
     """Configuration errors are caught when the provider is saved."""
+
+    vipps_merchant = "approved"
 
     def test_merchant_serial_number_pattern(self):
         with self.assertRaisesRegex(ValidationError, "4 to 6 digits"):

@@ -130,11 +130,31 @@ class TestVippsPayPage(VippsHttpCommon):
         )
         self.assertTrue(self.customer_by_email.vipps_consent_date)
         self.assertIn(tx.reference, self.customer_by_email.vipps_consent_source)
-        # The next invoice goes out as a push request to that number.
+        # Once Vipps approves push messages for the sales unit, the next invoice
+        # goes out as a push request to that number.
+        self.emulator.update_merchant(approved=True)
         following = self.create_invoice(partner=self.customer_by_email)
         push = following._vipps_request_payment()
         self.assertEqual(push.vipps_user_flow, "PUSH_MESSAGE")
         self.assertEqual(self.emulator.payment(push.reference).phone, "4791234567")
+
+    def test_ordinary_sales_unit_request_ends_paid_through_the_link(self):
+        """On a sales unit Vipps has not approved (every new one): Request via Vipps
+        is refused (5050 or 5080), the provider learns it, the customer is e-mailed
+        the link at once, pays through it, and the invoice is paid."""
+        self.customer_by_email._vipps_store_consent(self.PHONE_E164, "test")
+        invoice = self.create_invoice(partner=self.customer_by_email)
+        self.assertFalse(invoice._vipps_request_payment())
+        self.assertFalse(self.vipps._vipps_push_possible())
+        self.assertTrue(
+            invoice.message_ids.filtered(lambda m: "e-mailed instead" in m.body)
+        )
+        self.assertEqual(self._click_pay(invoice).status_code, 303)
+        tx = invoice.transaction_ids
+        self._approve_on_landing(self.emulator.payment(tx.reference))
+        self.assertEqual(tx.state, "done")
+        self.assertEqual(invoice.vipps_state, "paid")
+        self.assertIn(invoice.payment_state, ("paid", "in_payment"))
 
     def test_repeated_clicks_reuse_one_payment(self):
         """Twenty clicks on Pay make one payment at Vipps, not twenty, and they do not
@@ -146,6 +166,7 @@ class TestVippsPayPage(VippsHttpCommon):
         # Asking to share the number is another payment (another consent screen).
         self._click_pay(invoice, share_phone=True)
         self.assertEqual(len(self.emulator.payments), 2)
+        self.emulator.update_merchant(approved=True)
         push = invoice._vipps_request_payment(phone="+47 912 34 567", consent=True)
         self.assertEqual(push.vipps_user_flow, "PUSH_MESSAGE")
 
@@ -161,16 +182,37 @@ class TestVippsPayPage(VippsHttpCommon):
         self.assertFalse(self.vipps_calls("getUserinfo"))
 
     def test_userinfo_failure_keeps_payment(self):
-        """UserInfo down: the payment still goes through; no number is stored."""
+        """Vipps sends the number only through UserInfo (as the published spec), and
+        UserInfo is down: the payment still goes through, no number is stored, and
+        the number is read once UserInfo answers again."""
         invoice = self.create_invoice(partner=self.customer_by_email)
         self._click_pay(invoice, share_phone=True)
         payment = self.emulator.payment(invoice.transaction_ids.reference)
-        self.emulator.inject_fault("getUserinfo", count=5, status=500)
-        with self.fast_retries():
+        with self.emulator_settings(
+            authorized_webhook_profile=False, user_details_on_get=False, sub_delay=0
+        ):
+            self.emulator.inject_fault("getUserinfo", count=5, status=500)
+            with self.fast_retries():
+                self._approve_on_landing(payment)
+            self.assertEqual(invoice.transaction_ids.state, "done")
+            self.assertIn(invoice.payment_state, ("paid", "in_payment"))
+            self.assertFalse(self.customer_by_email.vipps_phone)
+            self.run_outbox(due_in_minutes=5)
+        self.assertEqual(self.customer_by_email.vipps_phone, self.PHONE_E164)
+
+    def test_late_sub_read_again(self):
+        """The number comes neither on the webhook nor on the first read (Vipps
+        writes sub a little later): the outbox reads the payment again."""
+        invoice = self.create_invoice(partner=self.customer_by_email)
+        self._click_pay(invoice, share_phone=True)
+        payment = self.emulator.payment(invoice.transaction_ids.reference)
+        with self.emulator_settings(authorized_webhook_profile=False):
             self._approve_on_landing(payment)
-        self.assertEqual(invoice.transaction_ids.state, "done")
-        self.assertIn(invoice.payment_state, ("paid", "in_payment"))
-        self.assertFalse(self.customer_by_email.vipps_phone)
+            self.assertEqual(invoice.transaction_ids.state, "done")
+            self.assertFalse(self.customer_by_email.vipps_phone)
+            self.emulator.advance(5)
+            self.run_outbox(due_in_minutes=5)
+        self.assertEqual(self.customer_by_email.vipps_phone, self.PHONE_E164)
 
     def test_customer_withdraws_consent_from_page(self):
         """The customer stops invoices in the app; another customer is untouched."""

@@ -12,6 +12,8 @@ from .common import VippsInvoiceCommon
 class TestVippsPaymentRequest(VippsInvoiceCommon):
     """Request via Vipps: push requests sent, followed, captured and reconciled."""
 
+    vipps_merchant = "approved"
+
     def _request(self, invoice, **kwargs):
         return invoice._vipps_request_payment(**kwargs)
 

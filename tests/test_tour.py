@@ -25,6 +25,8 @@ form.querySelector("button[name='approve']").click();
 
 @tagged("post_install", "-at_install")
 class TestVippsTour(VippsInvoiceCommon, HttpCase):
+    vipps_merchant = "approved"
+
     @classmethod
     def _vipps_base_url(cls):
         return cls.base_url()

@@ -38,6 +38,8 @@ class TestVippsSignature(VippsInvoiceCommon):
 class TestVippsWebhook(VippsHttpCommon):
     """Webhooks from the emulator into a running Odoo, over real HTTP."""
 
+    vipps_merchant = "approved"
+
     def _deliver_and_process(self):
         """Wait for the emulator's deliveries: Odoo follows them as they arrive."""
         self.wait_for_webhooks()

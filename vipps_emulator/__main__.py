@@ -123,6 +123,13 @@ def build_parser():
         help="show userDetails on Get payment at approval, before profile.sub",
     )
     add(
+        "--no-user-details-on-get",
+        dest="user_details_on_get",
+        action="store_false",
+        help="Get payment carries profile.sub only, as the published spec (the "
+        "shared data is then read from Userinfo)",
+    )
+    add(
         "--brand-switch-date",
         default=config.BRAND_SWITCH_DATE,
         metavar="YYYY-MM-DD",
@@ -199,6 +206,7 @@ def main(argv=None):
         "control_remote": args.control_allow_remote,
         "control_token": args.control_token or None,
         "user_details_delayed": not args.user_details_at_once,
+        "user_details_on_get": args.user_details_on_get,
     }
     if args.http_host:
         options["http_hosts"] = args.http_host

@@ -290,6 +290,7 @@ class VippsApi:
                 self.store.users,
                 self.store.clock.now(),
                 self.settings.user_details_delayed,
+                self.settings.user_details_on_get,
             )
             return Reply(200, body)
 

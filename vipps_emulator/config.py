@@ -242,6 +242,10 @@ class Settings:
     sub_delay: float = 3.0
     # userDetails on Get payment waits for the same write (False: at once).
     user_details_delayed: bool = True
+    # Whether Get payment carries userDetails at all: the live API does ("drift"
+    # from the published spec, which has only profile.sub); False plays the spec,
+    # where the shared data is read from Userinfo by sub.
+    user_details_on_get: bool = True
     # The day MobilePay becomes Vipps in Denmark and Finland (local midnight),
     # on the emulator clock: brand on the app pages and landing host.
     brand_switch_date: str = BRAND_SWITCH_DATE

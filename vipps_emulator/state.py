@@ -171,7 +171,7 @@ class Payment:
             details["dateOfBirth"] = profile["birthdate"]
         return details
 
-    def to_api(self, users, now, details_delayed=True):
+    def to_api(self, users, now, details_delayed=True, details_shown=True):
         """Return the payment as Get payment shows it at ``now``.
 
         ``profile.sub`` appears once the profile is written; ``userDetails``
@@ -197,7 +197,7 @@ class Payment:
         if self.metadata is not None:
             body["metadata"] = self.metadata
         details = self.user_details(users)
-        if details and (ready or not details_delayed):
+        if details and details_shown and (ready or not details_delayed):
             body["userDetails"] = details
         return body
 

@@ -160,3 +160,17 @@ class TestUserDetailsAtOnce(EmulatorCase):
         payment = self.get()
         self.assertEqual(payment["profile"], {})
         self.assertEqual(payment["userDetails"]["mobileNumber"], PHONE)
+
+
+class TestUserDetailsNotOnGet(EmulatorCase):
+    """user_details_on_get=False: Get payment has profile.sub only, as the spec."""
+
+    options: ClassVar[dict] = {"sub_delay": 0, "user_details_on_get": False}
+
+    def test_sub_without_user_details(self):
+        """The shared number is read from Userinfo by sub, not from Get payment."""
+        self.new_payment(profile={"scope": "phoneNumber"})
+        self.emu.approve(REF, phone=PHONE)
+        payment = self.get()
+        self.assertTrue(payment["profile"]["sub"])
+        self.assertNotIn("userDetails", payment)
