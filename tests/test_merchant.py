@@ -382,3 +382,72 @@ class TestVippsConfiguration(VippsInvoiceCommon):
         self.assertIn("access_token=***", text)
         self.assertNotIn(invoice.access_token, text)
         self.assertNotIn(tx._vipps_return_token(), text)
+
+
+@tagged("post_install", "-at_install")
+class TestVippsCaptureAndUnknownPayments(VippsInvoiceCommon):
+    """What Vipps answers a capture, and a payment it does not know."""
+
+    vipps_merchant = "approved"
+
+    def _approved(self):
+        invoice = self.create_invoice()
+        tx = invoice._vipps_request_payment()
+        self.emulator.approve(tx.reference)
+        return invoice, tx
+
+    def test_capture_failed_try_again_later(self):
+        """6280: nothing is booked; the next read captures with the same key."""
+        invoice, tx = self._approved()
+        self.emulator.capture_error(tx.reference, 6280, count=1)
+        tx._vipps_sync()
+        self.assertEqual(tx.state, "authorized")
+        self.assertFalse(tx.payment_id)
+        tx._vipps_sync()
+        self.assertEqual(tx.state, "done")
+        keys = {call["idempotencyKey"] for call in self.vipps_calls("capturePayment")}
+        self.assertEqual(len(keys), 1)
+
+    def test_funds_unavailable_told_and_invoice_due_again(self):
+        """6260: the reservation is gone: the accountant is told, the invoice is due
+        again and a new request can be sent."""
+        invoice, tx = self._approved()
+        self.emulator.capture_error(tx.reference, 6260)
+        tx._vipps_sync()
+        self.assertEqual(tx.state, "error")
+        self.assertIn("6260", tx.state_message)
+        self.assertTrue(invoice.message_ids.filtered(lambda m: "6260" in m.body))
+        self.assertFalse(invoice._vipps_payable()[1], msg="Due again.")
+        self.assertEqual(invoice._vipps_request_payment().vipps_state, "CREATED")
+
+    def test_capture_guaranteed_until_shown_for_manual_capture(self):
+        """With manual capture, the date until which Vipps guarantees the capture
+        is kept on the transaction."""
+        self.vipps.capture_manually = True
+        invoice, tx = self._approved()
+        tx._vipps_sync()
+        self.assertEqual(tx.state, "authorized")
+        self.assertTrue(tx.vipps_capture_guaranteed_until)
+        self.assertGreater(tx.vipps_capture_guaranteed_until, tx.create_date)
+
+    def test_payment_vipps_does_not_know_is_ended(self):
+        """5090 (another environment or sales unit): the request is ended in Odoo
+        with a note, and no longer blocks a new request or cancelling."""
+        invoice = self.create_invoice()
+        tx = invoice._vipps_request_payment()
+        self.emulator.reset(keep_webhooks=True)  # Vipps forgets it
+        self.emulator.update_merchant(approved=True)
+        invoice.action_vipps_check_status()
+        self.assertEqual(tx.state, "cancel")
+        self.assertIn("no payment with this reference", tx.state_message)
+        self.assertEqual(invoice._vipps_request_payment().vipps_state, "CREATED")
+
+    def test_greenlandic_number_gets_the_request(self):
+        """A Greenlandic number (+299, six digits) is accepted and pushed to."""
+        greenland = self.env["res.partner"].create(
+            {"name": "Aviaja", "country_id": self.env.ref("base.gl").id}
+        )
+        invoice = self.create_invoice(partner=greenland)
+        tx = invoice._vipps_request_payment(phone="55 12 34", consent=True)
+        self.assertEqual(tx.vipps_phone, "+299551234")
+        self.assertEqual(self.emulator.payment(tx.reference).phone, "299551234")

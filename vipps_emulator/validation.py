@@ -19,6 +19,8 @@ from .errors import domain_error, invalid, validation_error
 
 REFERENCE = re.compile(r"^[a-zA-Z0-9-]{8,50}$")
 PHONE = re.compile(r"^\d{10,15}$")
+# Greenland (+299, six digits) is accepted since Q1 2026: an MSISDN of 9 digits.
+GREENLAND_PHONE = re.compile(r"^299\d{6}$")
 ORDER_ID = re.compile(r"^[0-9A-Za-z\-_\.]+$")
 IMAGE_ID = re.compile(r"^[0-9A-Za-z\-_\.]{1,128}$")
 QUANTITY = re.compile(r"^\d+(\.\d{1,8})?$")
@@ -189,11 +191,13 @@ def check_customer(customer):
         )
     if "phoneNumber" in given:
         phone = customer["phoneNumber"]
-        if not isinstance(phone, str) or not PHONE.match(phone):
+        if not isinstance(phone, str) or not (
+            PHONE.match(phone) or GREENLAND_PHONE.match(phone)
+        ):
             raise domain_error(
                 4070,
                 "customer.phoneNumber must be an MSISDN: country code and number, "
-                "digits only, 10 to 15 digits.",
+                "digits only, 10 to 15 digits (9 for Greenland, 299).",
             )
         return phone
     if "personalQr" in given:

@@ -108,6 +108,16 @@ class TestCreateValidation(EmulatorCase):
                     4070,
                 )
 
+    def test_greenlandic_number_accepted(self):
+        """Greenland's MSISDNs are 9 digits (299 and six), accepted since 2026."""
+        self.assert_refused(
+            {"userFlow": "PUSH_MESSAGE", "customer": {"phoneNumber": "29955123"}},
+            400,
+            4070,
+        )
+        self.emu.update_merchant(approved=True)
+        self.new_payment(userFlow="PUSH_MESSAGE", customer={"phoneNumber": "299551234"})
+
     def test_customer_must_hold_exactly_one_identifier(self):
         """customer with two identifiers is a 400 on customer."""
         customer = {"phoneNumber": PHONE, "customerToken": "abc"}
