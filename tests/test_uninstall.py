@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -7,6 +8,8 @@ import uuid
 from odoo.sql_db import db_connect
 from odoo.tests import BaseCase, tagged
 from odoo.tools import config
+
+from .common import EMULATOR_CREDENTIALS, get_emulator
 
 # Installs the addon into a copy of the template database, uninstalls it, and reports
 # what is left. Runs in a separate Odoo process: uninstalling needs its own registry.
@@ -24,10 +27,16 @@ ROUND_TRIP = textwrap.dedent(
         env = odoo.api.Environment(cr, odoo.SUPERUSER_ID, {})
         installed = env["payment.provider"].search_count([("code", "=", "vipps")])
         env.ref("base.partner_admin").invoice_sending_method = "vipps"
+        # A provider in use: its webhook is registered at the emulator.
+        env["ir.config_parameter"].set_param("web.base.url", "http://localhost:1")
+        provider = env.ref("payment_vipps.payment_provider_vipps")
+        provider.write({**json.loads(sys.argv[3]), "state": "test"})
+        webhook = provider.vipps_webhook_id
         env["ir.module.module"].search(
             [("name", "=", "payment_vipps")]
         ).button_immediate_uninstall()
     print("RESULT " + json.dumps({"providers_when_installed": installed}))
+    print("WEBHOOK " + webhook)
     """
 )
 
@@ -44,8 +53,20 @@ class TestInstallUninstall(BaseCase):
             cr._cnx.autocommit = True
             cr.execute(f'CREATE DATABASE "{dbname}" TEMPLATE "{template}"')
         try:
+            emulator = get_emulator()
+            credentials = {
+                **EMULATOR_CREDENTIALS,
+                "vipps_api_url_override": emulator.url,
+            }
             process = subprocess.run(
-                [sys.executable, "-c", ROUND_TRIP, config.rcfile, dbname],
+                [
+                    sys.executable,
+                    "-c",
+                    ROUND_TRIP,
+                    config.rcfile,
+                    dbname,
+                    json.dumps(credentials),
+                ],
                 capture_output=True,
                 text=True,
                 timeout=600,
@@ -53,6 +74,13 @@ class TestInstallUninstall(BaseCase):
             )
             self.assertEqual(process.returncode, 0, msg=process.stderr[-3000:])
             self.assertIn('RESULT {"providers_when_installed": 1}', process.stdout)
+            webhook = process.stdout.split("WEBHOOK ")[1].strip()
+            self.assertTrue(webhook, msg="The provider registered its webhook.")
+            self.assertNotIn(
+                webhook,
+                [hook["id"] for hook in emulator.webhooks()],
+                msg="Uninstalling deletes the webhook registration at Vipps.",
+            )
             with db_connect(dbname).cursor() as cr:
                 cr.execute(
                     "SELECT state FROM ir_module_module WHERE name = 'payment_vipps'"

@@ -166,6 +166,10 @@ def _setup_provider(env, company, params):
         {
             **EMULATOR_MERCHANT,
             "vipps_api_url_override": params["emulator_url"],
+            # Learned again from the emulator this demo runs with (approved or not).
+            "vipps_push_allowed": True,
+            "vipps_long_living_allowed": True,
+            "vipps_capability_note": False,
             "state": "test",
             "is_published": True,
             "company_id": company.id,
