@@ -1099,6 +1099,14 @@ class PaymentTransaction(models.Model):
             )
         )
 
+    def _vipps_attempt_key(self):
+        """What identifies the operation a child transaction stands for: its
+        reference, and its id, which a transaction rolled back never gives to
+        another (its reference may be given again). A retry of this operation sends
+        the same key; an operation asked again after a refusal gets a new one."""
+        self.ensure_one()
+        return (self.operation, self.vipps_operation, self.reference, self.id)
+
     def _vipps_send_part(self):
         """Send the capture or release a child transaction stands for (again)."""
         self.ensure_one()
@@ -1106,9 +1114,9 @@ class PaymentTransaction(models.Model):
         try:
             if self.vipps_operation == "capture":
                 value = self._vipps_minor(self.amount)
-                source._vipps_modify("capture", value, ("part", self.reference))
+                source._vipps_modify("capture", value, self._vipps_attempt_key())
             else:
-                source._vipps_modify("cancel", None, ("part", self.reference))
+                source._vipps_modify("cancel", None, self._vipps_attempt_key())
         except VippsError as error:
             if not isinstance(error, VippsUnreachableError):
                 self._set_error(error.args[0])  # refused: not to be sent again
@@ -1165,7 +1173,7 @@ class PaymentTransaction(models.Model):
             source._vipps_modify(
                 "refund",
                 -self._vipps_minor(self.amount),
-                ("refund", self.reference),
+                self._vipps_attempt_key(),
             )
         except VippsUnreachableError as error:
             _logger.warning("Vipps: refund %s unconfirmed: %s", self.reference, error)

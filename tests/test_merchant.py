@@ -259,6 +259,38 @@ class TestVippsReferencesAndKeys(VippsInvoiceCommon):
         with self.assertRaises(ValidationError):
             other.vipps_reference_prefix = "with space"
 
+    def test_existing_reference_never_adopted_by_amount_alone(self):
+        """Vipps has a payment under the reference, for the same amount, without our
+        database's marker: it is not taken for ours (4150 is the answer)."""
+        invoice = self.create_invoice()
+        tx = self.env["payment.transaction"]._vipps_create_for_invoice(
+            invoice,
+            self.vipps,
+            invoice.amount_residual,
+            "PUSH_MESSAGE",
+            vipps_phone=self.PHONE_E164,
+            vipps_expires_at=invoice._vipps_default_expiry(self.vipps),
+        )
+        theirs = dict(tx._vipps_prepare_create_payload(), metadata={"shop": "other"})
+        self.vipps._vipps_create_payment(theirs, "someone-elses-key", lambda p: True)
+        with self.assertRaisesRegex(ValidationError, "4150"):
+            tx._vipps_send()
+        self.assertFalse(tx.vipps_state)
+
+    def test_corrected_refund_after_refusal_is_a_new_attempt(self):
+        """A refund Vipps refused (more than was captured), then the right amount:
+        a new key, refunded once."""
+        invoice = self.create_invoice()
+        tx = invoice._vipps_request_payment()
+        self.emulator.approve(tx.reference)
+        tx._vipps_sync()
+        with self.assertRaises(UserError):
+            tx.action_refund(amount_to_refund=tx.amount + 1)
+        tx.action_refund(amount_to_refund=100.0)
+        keys = {call["idempotencyKey"] for call in self.vipps_calls("refundPayment")}
+        self.assertEqual(len(keys), 2)
+        self.assertEqual(self.emulator.payment(tx.reference).refunded, 10000)
+
     def test_corrected_request_after_refusal_is_a_new_attempt(self):
         """Refused (an amount below Vipps's minimum), then corrected: a new
         Idempotency-Key, so Vipps does not answer 4020 for the reused one."""
