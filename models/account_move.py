@@ -248,7 +248,9 @@ class AccountMove(models.Model):
             "SELECT id FROM account_move WHERE id IN %s FOR NO KEY UPDATE",
             [tuple(self.ids)],
         )
-        self.invalidate_recordset()
+        # No cache to drop: under REPEATABLE READ, a row another transaction changed
+        # since this one's snapshot cannot be locked (a serialization failure, which
+        # the caller retries), so what this transaction read of it is still true.
 
     def _vipps_open_transactions(self):
         """The invoice's Vipps payments that can still change (oldest first)."""
@@ -384,6 +386,31 @@ class AccountMove(models.Model):
         self.ensure_one()
         return utils.brand(self.currency_id.name, fields.Date.context_today(self))
 
+    def _vipps_customer_texts(self):
+        """What the customer reads about paying in the app (pay page, e-mail, portal,
+        QR code), in the language of this record's environment: whole sentences, so
+        that each language words and inflects them its own way."""
+        self.ensure_one()
+        brand = self._vipps_brand()
+        if brand == "MobilePay":
+            pay = self.env._("Pay with MobilePay")
+            scan = self.env._("Scan to pay with MobilePay")
+        else:
+            pay = self.env._("Pay with Vipps")
+            scan = self.env._("Scan to pay with Vipps")
+        return {
+            "pay": pay,
+            "scan": scan,
+            "share": self.env._("Send my next invoices to my %s app", brand),
+            "share_help": self.env._(
+                "%(app)s will ask you to share your phone number with %(company)s; "
+                "only the number is kept.",
+                app=brand,
+                company=self.company_id.name,
+            ),
+            "consented": self.env._("Your invoices are sent to your %s app.", brand),
+        }
+
     def _vipps_pay_url(self):
         """The public "Pay with Vipps" page of the invoice (e-mails, QR code)."""
         self.ensure_one()
@@ -402,14 +429,19 @@ class AccountMove(models.Model):
             f"?access_token={self.access_token}"
         )
 
+    def _vipps_customer_lang(self):
+        """The language the invoice's customer reads (see res.partner)."""
+        self.ensure_one()
+        return self.partner_id._vipps_customer_lang(self.company_id)
+
     def _vipps_payment_description(self):
         """The text the customer sees in the app.
 
-        E.g. "Invoice INV/2026/00012, due 12/31/2026", dated in the customer's
-        language, within Vipps's 100 characters.
+        E.g. "Faktura INV/2026/00012, forfall 31.12.2026": in the customer's
+        language and date format, within Vipps's 100 characters.
         """
         self.ensure_one()
-        env = self.with_context(lang=self.partner_id.lang or self.env.lang).env
+        env = self.with_context(lang=self._vipps_customer_lang()).env
         if self.invoice_date_due:
             text = env._(
                 "Invoice %(number)s, due %(date)s",

@@ -281,7 +281,10 @@ class PaymentTransaction(models.Model):
         }
         if invoice:
             payload["metadata"][const.METADATA_INVOICE] = str(invoice.id)
-            payload["receipt"] = self._vipps_prepare_receipt(invoice)
+            # Read by the customer in the app: in the customer's language.
+            payload["receipt"] = self.with_context(
+                lang=invoice._vipps_customer_lang()
+            )._vipps_prepare_receipt(invoice)
         if self.vipps_user_flow == "PUSH_MESSAGE":
             payload["customer"] = {"phoneNumber": utils.msisdn(self.vipps_phone)}
             payload["expiresAt"] = utils.format_rfc3339(self.vipps_expires_at)
@@ -840,9 +843,9 @@ class PaymentTransaction(models.Model):
             + (" SKIP LOCKED" if skip_locked else ""),
             [self.id],
         )
-        locked = bool(self.env.cr.fetchone())
-        self.invalidate_recordset()
-        return locked
+        # Nothing to invalidate: under REPEATABLE READ a row changed since this
+        # transaction's snapshot cannot be locked (serialization failure).
+        return bool(self.env.cr.fetchone())
 
     def _vipps_follow(self, payment):
         """Process a payment as Vipps has it, register it, then settle it."""

@@ -179,19 +179,22 @@ class PaymentVippsOutbox(models.Model):
             minutes=const.CREATE_CHECK_DELAY_MINUTES
         )
         committed = tx.vipps_state and tx.id
+        # Not the invoice: the caller may hold its row locked (Send & Print does), and
+        # the foreign key check would wait for it, from a cursor the caller waits
+        # for; an invoice created in the caller's transaction does not exist yet for
+        # this one. The reference (or the transaction) names the payment.
         with self.env.registry.cursor() as cr:
             cr.execute(
                 """
                 INSERT INTO payment_vipps_outbox
-                    (operation, state, provider_id, move_id, transaction_id,
+                    (operation, state, provider_id, transaction_id,
                      reference, attempts, next_attempt_at, user_id, create_uid,
                      create_date, write_uid, write_date)
-                VALUES ('sync', 'pending', %s, %s, %s, %s, 0, %s, %s, %s,
+                VALUES ('sync', 'pending', %s, %s, %s, 0, %s, %s, %s,
                         NOW() AT TIME ZONE 'UTC', %s, NOW() AT TIME ZONE 'UTC')
                 """,
                 [
                     tx.provider_id.id,
-                    tx.invoice_ids[:1].id or None,
                     committed or None,
                     None if committed else tx.reference,
                     when,
