@@ -70,15 +70,22 @@ class RssSampler(threading.Thread):
         self.join()
 
 
+def _queries():
+    """Queries run so far on every cursor (those committed apart included)."""
+    from odoo import sql_db
+
+    return sql_db.sql_counter
+
+
 class Counter:
-    """Count SQL queries on the cursor and API calls in the emulator's log."""
+    """Count SQL queries (every cursor) and API calls in the emulator's log."""
 
     def __init__(self, env, emulator):
         self.env, self.emulator = env, emulator
 
     def __enter__(self):
         self._settle()
-        self.queries = self.env.cr.sql_log_count
+        self.queries = _queries()
         self.calls = len(self.emulator.requests)
         self.started = time.perf_counter()
         return self
@@ -86,7 +93,7 @@ class Counter:
     def __exit__(self, *exc):
         self._settle()
         self.seconds = time.perf_counter() - self.started
-        self.query_count = self.env.cr.sql_log_count - self.queries
+        self.query_count = _queries() - self.queries
         operations = {}
         for call in self.emulator.requests[self.calls :]:
             operations[call["operation"]] = operations.get(call["operation"], 0) + 1
@@ -101,26 +108,29 @@ class Counter:
 
 
 def _customers(env, count, prefix, consent=False):
-    partners = env["res.partner"].create(
+    """Norwegian customers; with `consent`, each agreed to receive payment requests
+    in the app on the mobile number it has."""
+    now = fields.Datetime.now()
+    return env["res.partner"].create(
         [
             {
                 "name": f"{prefix} customer {index}",
                 "mobile": f"+47 4{1000001 + index:07d}",
                 "email": f"{prefix.lower()}{index}@example.com",
                 "country_id": env.ref("base.no").id,
+                **(
+                    {
+                        "vipps_phone": f"+474{1000001 + index:07d}",
+                        "vipps_consent_date": now,
+                        "vipps_consent_source": "bench",
+                    }
+                    if consent
+                    else {}
+                ),
             }
             for index in range(count)
         ]
     )
-    if consent:
-        for index, partner in enumerate(partners):
-            partner.write(
-                {
-                    "vipps_phone": f"474{1000001 + index:07d}",
-                    "vipps_consent_date": fields.Datetime.now(),
-                }
-            )
-    return partners
 
 
 def _invoices(env, partners, product, post=True):
@@ -142,8 +152,10 @@ def _invoices(env, partners, product, post=True):
     return invoices
 
 
-def _customers_and_invoices(env, count, product, prefix):
-    return _invoices(env, _customers(env, count, prefix), product)
+def _customers_and_invoices(env, count, product, prefix, consent=True):
+    """Posted invoices of new customers; with `consent`, each agreed to receive
+    payment requests in the app on the number the bench uses."""
+    return _invoices(env, _customers(env, count, prefix, consent=consent), product)
 
 
 def _per_invoice(counter, count, floor=None):
@@ -175,7 +187,7 @@ def _paid(invoices):
 def _vipps_lifecycle(env, emulator, size, product, prefix="V"):
     invoices = _customers_and_invoices(env, size, product, f"{prefix}{size}")
     with Counter(env, emulator) as send:
-        transactions = invoices.vipps_request_payment()
+        transactions = invoices._vipps_request_payment()
     for tx in transactions:
         emulator.approve(tx.reference)
     with Counter(env, emulator) as process:
@@ -191,7 +203,9 @@ def _demo_lifecycle(env, size, product, prefix="D"):
     """Odoo's own payment_demo: a transaction done, post-processed and reconciled."""
     provider = env.ref("payment.payment_provider_demo")
     method = env.ref("payment_demo.payment_method_demo")
-    invoices = _customers_and_invoices(env, size, product, f"{prefix}{size}")
+    invoices = _customers_and_invoices(
+        env, size, product, f"{prefix}{size}", consent=False
+    )
     tx_model = env["payment.transaction"]
     with Counter(env, _NoEmulator()) as create:
         transactions = tx_model.create(
@@ -226,10 +240,10 @@ def _demo_lifecycle(env, size, product, prefix="D"):
 
 def _link_lifecycle(env, emulator, size, product):
     """The customer clicks "Pay with Vipps", shares the number and approves."""
-    invoices = _customers_and_invoices(env, size, product, f"L{size}")
+    invoices = _customers_and_invoices(env, size, product, f"L{size}", consent=False)
     with Counter(env, emulator) as counter:
         for index, invoice in enumerate(invoices):
-            tx, __ = invoice._vipps_create_link_payment(share_phone=True)
+            tx = invoice._vipps_link_payment(share_phone=True)
             emulator.approve(tx.reference, phone=f"4792{index:05d}1")
             tx._vipps_sync()
     learned = sum(bool(partner.vipps_phone) for partner in invoices.partner_id)
@@ -294,7 +308,7 @@ def _bench_profile(env, emulator, size, product, output):
     profiler = cProfile.Profile()
     started = time.perf_counter()
     profiler.enable()
-    transactions = invoices.vipps_request_payment()
+    transactions = invoices._vipps_request_payment()
     for tx in transactions:
         emulator.approve(tx.reference)
     transactions._vipps_sync()
@@ -331,7 +345,7 @@ def _bench_profile(env, emulator, size, product, output):
         own[key] = own.get(key, 0) + row[2]
     steps = {
         "Vipps API calls (HTTP, emulator included)": cumulative("_vipps_make_request"),
-        "send: our request code": cumulative("_vipps_send_request_now"),
+        "send: our request code": cumulative("_vipps_send_request"),
         "process: _vipps_sync": cumulative("_vipps_sync"),
         "Odoo _post_process (payment + reconcile)": cumulative("_post_process"),
         "Odoo _create_payment": cumulative("_create_payment"),
@@ -367,32 +381,22 @@ def _bench_profile(env, emulator, size, product, output):
 
 
 def _run_killed_batch(env, crash_after):
-    """Run one batch of the sending job and kill it after `crash_after` sends,
-    before it commits (as when the worker dies): everything Odoo did is lost."""
+    """Run one batch of the outbox job and kill the worker in the middle of its
+    `crash_after`-th send, after Vipps created the payment and before Odoo
+    committed it (as when the process dies): that row's Odoo work is lost."""
     model = type(env["account.move"])
-    auto, queued = model._vipps_send_auto_request, model._vipps_send_queued_request
+    send = model._vipps_send_queued
     sent = []
 
-    def then_maybe_die(invoice, original, *args):
-        original(invoice, *args)
+    def send_then_maybe_die(invoice, values):
+        send(invoice, values)
         sent.append(invoice.id)
         if len(sent) == crash_after:
             raise KeyboardInterrupt("the worker was killed")
 
-    with (
-        patch.object(
-            model,
-            "_vipps_send_auto_request",
-            lambda invoice: then_maybe_die(invoice, auto),
-        ),
-        patch.object(
-            model,
-            "_vipps_send_queued_request",
-            lambda invoice, values: then_maybe_die(invoice, queued, values),
-        ),
-    ):
+    with patch.object(model, "_vipps_send_queued", send_then_maybe_die):
         try:
-            env["account.move"]._cron_vipps_send_auto_requests()
+            env["payment.vipps.outbox"]._cron_process()
         except KeyboardInterrupt:
             env.cr.rollback()
             env.invalidate_all()
@@ -400,27 +404,34 @@ def _run_killed_batch(env, crash_after):
     return False
 
 
+def _requests_due(env):
+    return env["payment.vipps.outbox"].search_count(
+        [("operation", "=", "request"), ("state", "=", "pending")]
+    )
+
+
 def _run_send_job(env, crash_after=None):
-    """Run the sending job as Odoo's cron does: batch, commit, next batch.
+    """Run the outbox job as Odoo's cron does, batch after batch, each row committed
+    on its own.
 
     :param int crash_after: kill the second batch after this many sends, then go on
     """
-    account_move = env["account.move"]
+    outbox = env["payment.vipps.outbox"]
     batches, crashed = [], False
-    while account_move.search_count([("vipps_auto_pending", "=", True)]):
-        started, queries = time.perf_counter(), env.cr.sql_log_count
+    while _requests_due(env):
+        started, queries = time.perf_counter(), _queries()
         if crash_after and len(batches) == 1 and not crashed:
             crashed = _run_killed_batch(env, crash_after)
             if crashed:
                 continue  # the next batch resumes it
         else:
-            account_move._cron_vipps_send_auto_requests()
+            outbox._cron_process()
         env.cr.commit()  # pylint: disable=invalid-commit - as the cron runner does
         env.invalidate_all()
         batches.append(
             {
                 "seconds": time.perf_counter() - started,
-                "queries": env.cr.sql_log_count - queries,
+                "queries": _queries() - queries,
                 "rss_mib": rss_mib(),
             }
         )
@@ -479,7 +490,7 @@ def _bench_bulk(env, emulator, count, product):
     provider = env.ref("payment_vipps.payment_provider_vipps")
     results = {}
     # The wizard: select the invoices, Request via Vipps, Send.
-    selected = _invoices(env, _customers(env, count, "W"), product)
+    selected = _invoices(env, _customers(env, count, "W", consent=True), product)
     results["wizard"] = _bulk_path(
         env,
         emulator,
@@ -562,8 +573,9 @@ def _bench(env, params):
     from odoo.addons.payment_vipps.vipps_emulator import APPROVED, Emulator
 
     sizes = [int(size) for size in params["sizes"]]
-    # Approved for PUSH_MESSAGE, with profile.sub written at once (phones learned
-    # on the link flow), until the addon handles what an ordinary merchant gets.
+    # A sales unit approved for PUSH_MESSAGE, with profile.sub written at once: the
+    # path that sends to the app and learns phones on the link flow. (An ordinary
+    # one would e-mail pay links instead, which measures Odoo's mailer.)
     emulator = Emulator(
         port=0, webhook_retry_delays=(), sub_delay=0, **APPROVED
     ).start()
