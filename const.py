@@ -188,3 +188,10 @@ BULK_QUEUE_THRESHOLD = 20
 PAY_ROUTE = "/payment/vipps/pay"
 CONSENT_WITHDRAW_ROUTE = "/payment/vipps/consent/withdraw"
 CONSENT_CONFIRM_ROUTE = "/payment/vipps/consent/confirm"
+
+# The languages a customer reads this addon's pages, e-mails and app texts in (base
+# codes of Odoo's nb_NO, da_DK, fi_FI, sv_SE): English, the source, and those shipped
+# in i18n/. A customer in another language reads the company's, then English.
+CUSTOMER_LANGUAGES = ("en", "nb", "da", "fi", "sv")
+# Where customers write the currency after the amount ("2 300,00 kr", "2 300,00 €").
+SYMBOL_AFTER_LANGUAGES = ("nb", "da", "fi", "sv")

@@ -179,10 +179,10 @@ class VippsController(http.Controller):
         invoice_sudo = self._vipps_invoice_from_token(invoice_id, access_token)
         if invoice_sudo is None:
             return request.not_found()
+        invoice_sudo = self._vipps_in_customer_lang(invoice_sudo)
         values = {
             "invoice": invoice_sudo,
             "access_token": access_token,
-            "brand": invoice_sudo._vipps_brand(),
             "problem": invoice_sudo._vipps_payable()[1],
             "error": None,
         }
@@ -225,15 +225,30 @@ class VippsController(http.Controller):
         GET only shows the question (mail scanners open links); POST confirms.
         """
         partner_sudo = request.env["res.partner"].sudo().browse(partner_id).exists()
+        if partner_sudo:
+            request.update_context(lang=partner_sudo._vipps_customer_lang())
         expected = partner_sudo.vipps_phone_pending_token if partner_sudo else None
         valid = bool(expected and token and consteq(token, expected))
         values = {"partner": partner_sudo, "token": token, "state": "ask"}
+        if partner_sudo:
+            values["question"] = request.env._(
+                "Send the next invoices of %s to the new number shared in the app?",
+                partner_sudo.name,
+            )
         if not valid:
             values["state"] = "invalid"
         elif request.httprequest.method == "POST":
             partner_sudo._vipps_confirm_pending_phone(token)
             values["state"] = "done"
         return request.render("payment_vipps.consent_confirm_page", values)
+
+    @staticmethod
+    def _vipps_in_customer_lang(invoice_sudo):
+        """Render the page, and read the invoice, in its customer's language: the
+        link comes from the app or an e-mail, without a session that has one."""
+        lang = invoice_sudo._vipps_customer_lang()
+        request.update_context(lang=lang)
+        return invoice_sudo.with_context(lang=lang)
 
     @staticmethod
     def _vipps_invoice_from_token(invoice_id, access_token):
@@ -259,6 +274,7 @@ class VippsController(http.Controller):
             )
         except (AccessError, MissingError):
             return request.not_found()
+        invoice_sudo = self._vipps_in_customer_lang(invoice_sudo)
         values = {
             "invoice": invoice_sudo,
             "access_token": access_token,

@@ -6,7 +6,7 @@ import pytz
 
 from odoo import api, fields, models
 from odoo.exceptions import AccessError, UserError, ValidationError
-from odoo.tools import format_date, str2bool
+from odoo.tools import format_amount, format_date, formatLang, str2bool
 
 from .. import const, utils
 from ..exceptions import VippsError
@@ -433,6 +433,19 @@ class AccountMove(models.Model):
         """The language the invoice's customer reads (see res.partner)."""
         self.ensure_one()
         return self.partner_id._vipps_customer_lang(self.company_id)
+
+    def _vipps_format_amount(self, amount):
+        """An amount of the invoice as its customer writes it: in Norwegian, Danish,
+        Finnish and Swedish the currency follows the amount ("2 300,00 kr"),
+        elsewhere Odoo's own format of the currency."""
+        self.ensure_one()
+        lang = self._vipps_customer_lang()
+        env = self.with_context(lang=lang).env
+        currency = self.currency_id
+        if lang.split("_")[0] not in const.SYMBOL_AFTER_LANGUAGES:
+            return format_amount(env, amount, currency)
+        number = formatLang(env, amount, digits=currency.decimal_places)
+        return f"{number}\N{NO-BREAK SPACE}{currency.symbol}"
 
     def _vipps_payment_description(self):
         """The text the customer sees in the app.

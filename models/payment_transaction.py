@@ -662,20 +662,34 @@ class PaymentTransaction(models.Model):
 
     def _vipps_note_outside(self, child):
         """Say on the invoice that Vipps shows a movement Odoo did not ask for."""
-        self._log_message_on_linked_documents(
-            self.env._(
-                "Vipps MobilePay shows %(amount)s %(what)s on payment %(reference)s "
+        values = {
+            "amount": format_amount(self.env, abs(child.amount), child.currency_id),
+            "reference": self.reference,
+            "child": child.reference,
+        }
+        # Whole sentences, one per movement: each language words them its own way.
+        if child.vipps_operation == "capture":
+            message = self.env._(
+                "Vipps MobilePay shows %(amount)s captured on payment %(reference)s "
                 "that Odoo had not recorded (made in the business portal, or by an "
                 "interrupted run): recorded as %(child)s.",
-                amount=format_amount(self.env, abs(child.amount), child.currency_id),
-                what={
-                    "capture": self.env._("captured"),
-                    "release": self.env._("released"),
-                }.get(child.vipps_operation, self.env._("refunded")),
-                reference=self.reference,
-                child=child.reference,
+                **values,
             )
-        )
+        elif child.vipps_operation == "release":
+            message = self.env._(
+                "Vipps MobilePay shows %(amount)s released on payment %(reference)s "
+                "that Odoo had not recorded (made in the business portal, or by an "
+                "interrupted run): recorded as %(child)s.",
+                **values,
+            )
+        else:
+            message = self.env._(
+                "Vipps MobilePay shows %(amount)s refunded on payment %(reference)s "
+                "that Odoo had not recorded (made in the business portal, or by an "
+                "interrupted run): recorded as %(child)s.",
+                **values,
+            )
+        self._log_message_on_linked_documents(message)
 
     def _vipps_reserved(self):
         """What the customer approved and Vipps still holds for this payment, not
@@ -1061,7 +1075,7 @@ class PaymentTransaction(models.Model):
         else:
             self._vipps_modify("capture", value, ("capture", value))
         if self._vipps_minor(self.vipps_captured_amount) - captured < value:
-            self._vipps_unconfirmed(self.env._("capture"))
+            self._vipps_unconfirmed("capture")
         return child_capture_tx
 
     def _send_void_request(self, amount_to_void=None):
@@ -1080,27 +1094,34 @@ class PaymentTransaction(models.Model):
         else:
             self._vipps_modify("cancel", None, ("cancel",))
         if self._vipps_minor(self.vipps_cancelled_amount) <= released:
-            self._vipps_unconfirmed(self.env._("release"))
+            self._vipps_unconfirmed("release")
         return child_void_tx
 
     def _vipps_unconfirmed(self, operation):
         """An operation Vipps did not confirm: for the accountant who asked, an error
         (nothing is booked); when Odoo settles a payment itself, a later read does.
 
-        :param str operation: what was asked, translated
+        :param str operation: what was asked: 'capture' or 'release'
         """
         if self.env.context.get("vipps_settling"):
             return
-        raise UserError(
-            self.env._(
-                "Vipps MobilePay did not confirm the %(operation)s of payment "
-                "%(reference)s, so nothing was recorded. Odoo reads the payment again "
-                "regularly and records it if Vipps carried it out; if it is still not "
-                "done later, try again.",
-                operation=operation,
-                reference=self.reference,
+        if operation == "capture":
+            message = self.env._(
+                "Vipps MobilePay did not confirm the capture of payment %s, so "
+                "nothing was recorded. Odoo reads the payment again regularly and "
+                "records it if Vipps carried it out; if it is still not done later, "
+                "try again.",
+                self.reference,
             )
-        )
+        else:
+            message = self.env._(
+                "Vipps MobilePay did not confirm the release of payment %s, so "
+                "nothing was recorded. Odoo reads the payment again regularly and "
+                "records it if Vipps carried it out; if it is still not done later, "
+                "try again.",
+                self.reference,
+            )
+        raise UserError(message)
 
     def _vipps_attempt_key(self):
         """What identifies the operation a child transaction stands for: its

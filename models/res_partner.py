@@ -57,6 +57,21 @@ class ResPartner(models.Model):
 
     # === BUSINESS METHODS === #
 
+    def _vipps_customer_lang(self, company=None):
+        """The language this customer reads what the addon shows and sends them in:
+        theirs when it is installed and the addon is translated into it, else the
+        company's on the same terms, else English.
+
+        :param company: the company the customer deals with (default: the current)
+        """
+        self.ensure_one()
+        company = company or self.company_id or self.env.company
+        installed = {code for code, __ in self.env["res.lang"].get_installed()}
+        for lang in (self.lang, company.partner_id.lang):
+            if lang in installed and lang.split("_")[0] in const.CUSTOMER_LANGUAGES:
+                return lang
+        return "en_US"
+
     def _vipps_consented_phone(self):
         """The number the customer agreed to receive requests on (E.164), or None."""
         self.ensure_one()

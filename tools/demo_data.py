@@ -178,6 +178,30 @@ def _setup_provider(env, company, params):
     return provider
 
 
+def _norwegian(env, company, partners):
+    """The company and its customers read Norwegian (pages, e-mails, the app's
+    texts); the accountant logged in as admin keeps English."""
+    lang = env["res.lang"]._activate_lang("nb_NO")
+    if not env["ir.model.data"].search_count(
+        [("module", "=", XMLID_MODULE), ("name", "=", "demo_nb_loaded")]
+    ):
+        env["base.language.install"].create(
+            {"lang_ids": [Command.set(lang.ids)], "overwrite": False}
+        ).lang_install()
+        env["ir.model.data"].create(
+            {
+                "module": XMLID_MODULE,
+                "name": "demo_nb_loaded",
+                "model": "res.lang",
+                "res_id": lang.id,
+                "noupdate": True,
+            }
+        )
+    company.partner_id.lang = lang.code
+    for partner in partners:
+        partner.lang = lang.code
+
+
 def load(env, params):
     env["ir.config_parameter"].set_param("web.base.url", params["base_url"])
     env["ir.config_parameter"].set_param("web.base.url.freeze", "True")
@@ -199,6 +223,7 @@ def load(env, params):
                 utils.to_e164(partner.mobile, "NO"), "agreed on the service contract"
             )
     partners["partner_lars"].invoice_sending_method = "vipps"
+    _norwegian(env, company, partners.values())
     products = {
         name: _create(
             env,

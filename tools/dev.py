@@ -49,8 +49,9 @@ TEMPLATE_PREFIX = "payment_vipps_tmpl_"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 # The emulator behaves as Vipps does for an ordinary sales unit unless asked:
 # long-living payments (5050) and PUSH_MESSAGE (5080) refused, profile.sub written a
-# few seconds after approval. Until the addon handles that, the demo and the
-# benchmarks use a sales unit Vipps approved for both, with profile.sub at once.
+# few seconds after approval. The demo (unless --ordinary-merchant) and the
+# benchmarks use a sales unit Vipps approved for both, with profile.sub at once, to
+# show and measure requests sent to the app.
 EMULATOR_APPROVED = ["--approved", "--sub-delay", "0"]
 
 
@@ -817,6 +818,63 @@ def call_json(method, url, payload=None):
     return json.loads(body) if body else {}
 
 
+def cmd_i18n(odoo_src, args):
+    """Export the translatable texts with Odoo; update or check i18n/."""
+    sys.path.insert(0, str(TOOLS))
+    import i18n
+
+    database = Database(args)
+    name = TEST_DB + "_i18n"
+    config = write_config(odoo_src, database, "i18n", http_port=free_port())
+    fresh_database(odoo_src, database, config, name)
+    with tempfile.TemporaryDirectory() as tmp:
+        # Odoo extracts the texts of every Python file under the module's folder: it
+        # reads a copy of what git holds, not .dev/ (the virtualenv, a symlink loop).
+        copy = Path(tmp) / "addons" / MODULE
+        files = subprocess.check_output(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=REPO,
+        ).split(b"\0")
+        for relative in filter(None, (f.decode() for f in files)):
+            if (REPO / relative).is_file():
+                (copy / relative).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(REPO / relative, copy / relative)
+        config = write_config(
+            odoo_src,
+            database,
+            "i18n",
+            addons_path=f"{odoo_src / 'odoo' / 'addons'},{copy.parent}",
+        )
+        exported = Path(tmp) / f"{MODULE}.pot"
+        odoo(
+            config,
+            "-d",
+            name,
+            f"--i18n-export={exported}",
+            f"--modules={MODULE}",
+            "--log-level=warn",
+        )
+        if not exported.exists() or "msgid" not in exported.read_text():
+            fail("Odoo exported no texts of the addon")
+        if args.check:
+            problems = i18n.check(exported, REPO / "i18n")
+            if problems:
+                fail(
+                    f"Translations: {len(problems)} problem(s):\n- "
+                    + "\n- ".join(problems)
+                )
+            shipped = ", ".join(
+                f"{code} {count}" for code, count in i18n.counts(REPO / "i18n").items()
+            )
+            say(f"Translations complete and up to date (entries: {shipped})")
+            return
+        todo = i18n.update(exported, REPO / "i18n")
+    say(
+        "i18n/ updated; entries left to translate: "
+        + ", ".join(f"{code} {count}" for code, count in todo.items())
+    )
+
+
 def cmd_lint(odoo_src, args):
     run(
         [
@@ -1045,6 +1103,14 @@ def main():
     shell = commands.add_parser("shell", help="an Odoo shell (reads a script on stdin)")
     shell.add_argument("database", nargs="?", default=DEMO_DB)
     commands.add_parser("lint", help="run the linters on the whole repository")
+    i18n = commands.add_parser(
+        "i18n", help="update i18n/ from the code (or --check it, as CI does)"
+    )
+    i18n.add_argument(
+        "--check",
+        action="store_true",
+        help="fail when the .pot is out of date or a .po is incomplete",
+    )
     bench = commands.add_parser("bench", help="measure what one invoice request costs")
     bench.add_argument("--sizes", default="1,10,100,1000", help="batch sizes")
     bench.add_argument("--output", default=str(STATE / "bench.json"))
@@ -1069,6 +1135,7 @@ def main():
         "lint": cmd_lint,
         "shell": cmd_shell,
         "bench": cmd_bench,
+        "i18n": cmd_i18n,
     }[args.command]
     handler(odoo_src, args)
 
