@@ -447,6 +447,16 @@ class AccountMove(models.Model):
         number = formatLang(env, amount, digits=currency.decimal_places)
         return f"{number}\N{NO-BREAK SPACE}{currency.symbol}"
 
+    def _vipps_format_quantity(self, quantity):
+        """A line's quantity as its customer writes it: "2", "1,5"."""
+        self.ensure_one()
+        env = self.with_context(lang=self._vipps_customer_lang()).env
+        decimal_point = env["res.lang"]._get_data(code=env.lang).decimal_point
+        text = formatLang(env, quantity, dp="Product Unit of Measure")
+        if decimal_point in text:
+            text = text.rstrip("0").rstrip(decimal_point)
+        return text
+
     def _vipps_payment_description(self):
         """The text the customer sees in the app.
 

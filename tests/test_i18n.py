@@ -87,6 +87,7 @@ class TestVippsCustomerLanguage(VippsHttpCommon):
                 self.assertIn(date, page)
                 self.assertIn(amount, page)
                 self.assertNotIn("12/31/2026", page)
+                self.assertIn("<span>2</span> ×", page, msg="the quantity, as written")
 
     def test_pay_page_in_customer_language(self):
         """The "Pay with Vipps" page: button, opt-in and date in the customer's
@@ -117,8 +118,7 @@ class TestVippsCustomerLanguage(VippsHttpCommon):
                 invoice = self._invoice(lang)
                 invoice._vipps_email_pay_link()
                 mail = invoice.message_ids.filtered(
-                    lambda message: message.partner_ids
-                    == self.customers[lang]  # noqa: B023 - used at once
+                    lambda message: message.partner_ids == self.customers[lang]  # noqa: B023 - used at once
                 )
                 self.assertEqual(len(mail), 1)
                 body = plain(mail.body)
