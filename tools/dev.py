@@ -500,12 +500,16 @@ def bench_problems(report):
                 f"bulk {path}: {result['requests_sent']} sent for "
                 f"{result['invoices']} invoices, {result['sent_twice']} twice"
             )
-    burst = report.get("webhook_burst")
-    if burst and not (
-        burst["invoices_paid"] == burst["payments_created"] == burst["requests"]
-        and burst["webhook_statuses"] == ["200"]
-    ):
-        problems.append(f"webhook burst: {burst}")
+    for key in ("1_worker", "2_workers"):
+        burst = report.get("webhook_burst", {}).get(key)
+        if burst and not (
+            burst["invoices_paid"] == burst["payments_created"] == burst["requests"]
+            and burst["webhook_statuses"] == ["200"]
+        ):
+            problems.append(f"webhook burst ({key}): {burst}")
+        singles = (burst or {}).get("single_approvals")
+        if singles and singles["count"] != SINGLE_APPROVALS:
+            problems.append(f"single approvals: {singles}")
     return problems
 
 
@@ -651,19 +655,33 @@ def print_bench(report):
             )
             print(f"{title}: {shares}")
         print(f"Top functions by cumulative time in {profile['stats_file']}")
-    burst = report.get("webhook_burst")
-    if burst:
+    bursts = report.get("webhook_burst")
+    if bursts:
+        for key in ("1_worker", "2_workers"):
+            burst = bursts[key]
+            print(
+                f"\nWebhook burst, {burst['workers']} HTTP worker(s) and as many cron "
+                f"workers: {burst['requests']} approvals, {burst['webhook_deliveries']}"
+                f" deliveries ({burst['webhooks_per_second']}/s, statuses "
+                f"{burst['webhook_statuses']}), endpoint p50 {burst['endpoint_ms_p50']}"
+                f" ms p95 {burst['endpoint_ms_p95']} ms; last invoice reconciled after "
+                f"{burst['seconds_until_last_reconciled']} s "
+                f"({burst['invoices_per_second']} invoices/s); {burst['invoices_paid']}"
+                f" paid, {burst['payments_created']} payments; Vipps API calls per "
+                f"invoice {burst['api_calls_per_invoice']}"
+            )
         print(
-            f"\nWebhook burst: {burst['requests']} approvals, "
-            f"{burst['webhook_deliveries']} deliveries "
-            f"({burst['webhooks_per_second']}/s, statuses {burst['webhook_statuses']}),"
-            f" endpoint p50 {burst['endpoint_ms_p50']} ms p95 "
-            f"{burst['endpoint_ms_p95']} ms; last invoice reconciled after "
-            f"{burst['seconds_until_last_reconciled']} s; {burst['invoices_paid']} "
-            f"paid, {burst['payments_created']} payments; Vipps API calls per invoice"
-            f" {burst['api_calls_per_invoice']}"
+            "Throughput with 2 workers / with 1: "
+            f"{bursts['throughput_ratio']}x (on {os.cpu_count()} CPUs)"
         )
-        pages = burst["pages_ms_p50"]
+        two = bursts["2_workers"]
+        singles = two["single_approvals"]
+        print(
+            f"Single approvals on the idle server (2 workers): invoice Paid after "
+            f"p50 {singles['paid_after_ms_p50']} ms, p95 {singles['paid_after_ms_p95']}"
+            f" ms over {singles['count']}"
+        )
+        pages = two["pages_ms_p50"]
         print(
             f"Pages (median): order details {pages['order_details']} ms, Odoo portal "
             f"invoice {pages['odoo_portal_invoice']} ms (ratio "
@@ -672,8 +690,41 @@ def print_bench(report):
     print(f"\nBench run: {report['minutes']} min", flush=True)
 
 
+SINGLE_APPROVALS = 20
+
+
 def bench_burst(odoo_src, database, count):
-    """A burst of authorization webhooks (with duplicates) into Odoo with 2 workers."""
+    """The webhook burst with 1 worker, then with 2: throughput and its ratio; with 2
+    workers, idle, the time from single approvals to the invoice showing Paid."""
+    one = bench_burst_run(odoo_src, database, count, workers=1)
+    two = bench_burst_run(odoo_src, database, count, workers=2, singles=True)
+    return {
+        "1_worker": one,
+        "2_workers": two,
+        "throughput_ratio": round(
+            two["invoices_per_second"] / one["invoices_per_second"], 2
+        ),
+    }
+
+
+def wait_until_paid(database, name, count, timeout, poll=0.5):
+    """Wait until `count` customer invoices show Paid; return how many do."""
+    deadline, paid = time.monotonic() + timeout, 0
+    while time.monotonic() < deadline:
+        paid = database.sql(
+            "SELECT count(*) FROM account_move WHERE move_type = 'out_invoice'"
+            " AND vipps_state = 'paid'",
+            dbname=name,
+        )[0][0]
+        if paid >= count:
+            break
+        time.sleep(poll)
+    return paid
+
+
+def bench_burst_run(odoo_src, database, count, workers, singles=False):
+    """A burst of authorization webhooks (with duplicates) into Odoo with `workers`
+    HTTP workers and as many cron workers."""
     import statistics
 
     name = TEST_DB + "_burst"
@@ -686,8 +737,8 @@ def bench_burst(odoo_src, database, count):
         "burst",
         http_port=port,
         gevent_port=free_port(),
-        workers=2,
-        max_cron_threads=1,
+        workers=workers,
+        max_cron_threads=workers,
         log_level="warn",
     )
     database.copy(ensure_template(odoo_src, database, config), name)
@@ -700,6 +751,7 @@ def bench_burst(odoo_src, database, count):
     )
     server = None
     control = f"{emulator_url}/_emulator"
+    extra = SINGLE_APPROVALS if singles else 0
     try:
         wait_for(f"{control}/health", timeout=30)
         run_in_odoo(
@@ -709,7 +761,7 @@ def bench_burst(odoo_src, database, count):
             mode="burst_setup",
             base_url=base_url,
             emulator_url=emulator_url,
-            count=count,
+            count=count + extra,
         )
         # odoo-bin, not `-m odoo`: with workers Odoo re-executes its own script.
         server = subprocess.Popen(
@@ -725,21 +777,13 @@ def bench_burst(odoo_src, database, count):
             {"mode": "duplicate", "count": count // 5},
         )
         payments = call_json("GET", f"{control}/payments")["payments"]
-        references = [p["reference"] for p in payments if p["state"] == "CREATED"]
+        created = sorted(p["reference"] for p in payments if p["state"] == "CREATED")
+        references, later = created[:count], created[count:]
         started = time.monotonic()
         for reference in references:
             call_json("POST", f"{control}/payments/{reference}/approve", {})
         approved = time.monotonic() - started
-        paid, deadline = 0, started + 900
-        while time.monotonic() < deadline:
-            paid = database.sql(
-                "SELECT count(*) FROM account_move WHERE move_type = 'out_invoice'"
-                " AND vipps_state = 'paid'",
-                dbname=name,
-            )[0][0]
-            if paid >= len(references):
-                break
-            time.sleep(0.5)
+        paid = wait_until_paid(database, name, len(references), timeout=900)
         reconciled = time.monotonic() - started
         call_json("POST", f"{control}/deliveries/wait", {"timeout": 60})
         deliveries = call_json("GET", f"{control}/deliveries")["entries"]
@@ -753,16 +797,30 @@ def bench_burst(odoo_src, database, count):
             " WHERE t.provider_reference IS NOT NULL",
             dbname=name,
         )[0][0]
-        pages = bench_pages(database, name, base_url)
+        # One approval at a time on the idle server: from the approval (its webhook
+        # leaves at once) to the invoice showing Paid.
+        latencies = []
+        for index, reference in enumerate(later):
+            time.sleep(0.5)
+            approved_at = time.monotonic()
+            call_json("POST", f"{control}/payments/{reference}/approve", {})
+            wait_until_paid(
+                database, name, len(references) + index + 1, timeout=60, poll=0.01
+            )
+            latencies.append((time.monotonic() - approved_at) * 1000)
+        pages = bench_pages(database, name, base_url) if singles else None
     finally:
         for process in (server, emulator):
             if process and process.poll() is None:
                 process.terminate()
                 process.wait(30)
+    latencies.sort()
     result = {
+        "workers": workers,
         "requests": len(references),
         "approvals_sent_in_s": round(approved, 1),
         "seconds_until_last_reconciled": round(reconciled, 1),
+        "invoices_per_second": round(len(references) / reconciled, 2),
         "invoices_paid": paid,
         "payments_created": payments_made,
         "api_calls_per_invoice": {
@@ -776,9 +834,15 @@ def bench_burst(odoo_src, database, count):
         "endpoint_ms_p95": durations[int(len(durations) * 0.95) - 1]
         if durations
         else None,
-        "pages_ms_p50": pages,
     }
-    say(f"Webhook burst: {json.dumps(result)}")
+    if singles:
+        result["single_approvals"] = {
+            "count": len(latencies),
+            "paid_after_ms_p50": round(statistics.median(latencies)),
+            "paid_after_ms_p95": round(latencies[int(len(latencies) * 0.95) - 1]),
+        }
+        result["pages_ms_p50"] = pages
+    say(f"Webhook burst ({workers} worker(s)): {json.dumps(result)}")
     return result
 
 
