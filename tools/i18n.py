@@ -50,7 +50,9 @@ def normalised(po):
 def placeholders(text):
     """The placeholders and markup elements of a text, in a comparable form."""
     python = sorted(PYTHON_PLACEHOLDER.findall(text))
-    markup = sorted(re.sub(r"\s+", " ", element) for element in MARKUP_ELEMENT.findall(text))
+    markup = sorted(
+        re.sub(r"\s+", " ", element) for element in MARKUP_ELEMENT.findall(text)
+    )
     return python, markup
 
 
@@ -126,7 +128,11 @@ def update(exported_pot, i18n_dir):
     todo = {}
     for code in LANGUAGES:
         path = i18n_dir / f"{code}.po"
-        old = {_key(entry): entry for entry in _live(_load(path))} if path.exists() else {}
+        old = (
+            {_key(entry): entry for entry in _live(_load(path))}
+            if path.exists()
+            else {}
+        )
         po = polib.POFile(wrapwidth=78)
         po.header = fresh.header
         po.metadata = {
