@@ -225,12 +225,11 @@ class VippsController(http.Controller):
         GET only shows the question (mail scanners open links); POST confirms.
         """
         partner_sudo = request.env["res.partner"].sudo().browse(partner_id).exists()
-        if partner_sudo:
-            request.update_context(lang=partner_sudo._vipps_customer_lang())
         expected = partner_sudo.vipps_phone_pending_token if partner_sudo else None
         valid = bool(expected and token and consteq(token, expected))
         values = {"partner": partner_sudo, "token": token, "state": "ask"}
         if partner_sudo:
+            request.update_context(lang=partner_sudo._vipps_customer_lang())
             values["question"] = request.env._(
                 "Send the next invoices of %s to the new number shared in the app?",
                 partner_sudo.name,

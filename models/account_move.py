@@ -435,24 +435,23 @@ class AccountMove(models.Model):
         return self.partner_id._vipps_customer_lang(self.company_id)
 
     def _vipps_format_amount(self, amount):
-        """An amount of the invoice as its customer writes it: in Norwegian, Danish,
-        Finnish and Swedish the currency follows the amount ("2 300,00 kr"),
-        elsewhere Odoo's own format of the currency."""
+        """An amount of the invoice as its customer writes it, in the language of
+        this record's environment (the customer pages and e-mails render in the
+        customer's): in Norwegian, Danish, Finnish and Swedish the currency follows
+        the amount ("2 300,00 kr"), elsewhere Odoo's own format of the currency."""
         self.ensure_one()
-        lang = self._vipps_customer_lang()
-        env = self.with_context(lang=lang).env
         currency = self.currency_id
-        if lang.split("_")[0] not in const.SYMBOL_AFTER_LANGUAGES:
-            return format_amount(env, amount, currency)
-        number = formatLang(env, amount, digits=currency.decimal_places)
+        if (self.env.lang or "en_US").split("_")[0] not in const.SYMBOL_AFTER_LANGUAGES:
+            return format_amount(self.env, amount, currency)
+        number = formatLang(self.env, amount, digits=currency.decimal_places)
         return f"{number}\N{NO-BREAK SPACE}{currency.symbol}"
 
     def _vipps_format_quantity(self, quantity):
-        """A line's quantity as its customer writes it: "2", "1,5"."""
+        """A line's quantity as its customer writes it ("2", "1,5"), in the language
+        of this record's environment."""
         self.ensure_one()
-        env = self.with_context(lang=self._vipps_customer_lang()).env
-        decimal_point = env["res.lang"]._get_data(code=env.lang).decimal_point
-        text = formatLang(env, quantity, dp="Product Unit of Measure")
+        decimal_point = self.env["res.lang"]._get_data(code=self.env.lang).decimal_point
+        text = formatLang(self.env, quantity, dp="Product Unit of Measure")
         if decimal_point in text:
             text = text.rstrip("0").rstrip(decimal_point)
         return text

@@ -99,16 +99,21 @@ def check(exported_pot, i18n_dir):
         if not path.exists():
             problems.append(f"{path.name} is missing")
             continue
-        po = _load(path)
-        have = {_key(entry): entry for entry in _live(po)}
-        for key in sorted(wanted - set(have)):
-            problems.append(f"{path.name}: missing entry {key[1][:60]!r}")
-        for key in sorted(set(have) - wanted):
-            problems.append(f"{path.name}: entry not in the code {key[1][:60]!r}")
-        for key in sorted(wanted & set(have)):
-            problems.extend(
-                f"{path.name}: {problem}" for problem in entry_problems(have[key])
-            )
+        problems.extend(
+            f"{path.name}: {problem}" for problem in _po_problems(_load(path), wanted)
+        )
+    return problems
+
+
+def _po_problems(po, wanted):
+    """What is missing, extra or wrong in one .po against the entries `wanted`."""
+    have = {_key(entry): entry for entry in _live(po)}
+    problems = [f"missing entry {key[1][:60]!r}" for key in sorted(wanted - set(have))]
+    problems += [
+        f"entry not in the code {key[1][:60]!r}" for key in sorted(set(have) - wanted)
+    ]
+    for key in sorted(wanted & set(have)):
+        problems.extend(entry_problems(have[key]))
     return problems
 
 
@@ -171,16 +176,7 @@ def check_file(path, pot_path=None):
     """Problems of one .po against the shipped .pot (for translators)."""
     path = Path(path)
     pot = _load(pot_path or path.parent / "payment_vipps.pot")
-    po = _load(path)
-    have = {_key(entry): entry for entry in _live(po)}
-    problems = [
-        f"missing entry {key[1][:60]!r}"
-        for key in sorted({_key(entry) for entry in _live(pot)} - set(have))
-    ]
-    for entry in _live(pot):
-        if _key(entry) in have:
-            problems.extend(entry_problems(have[_key(entry)]))
-    return problems
+    return _po_problems(_load(path), {_key(entry) for entry in _live(pot)})
 
 
 if __name__ == "__main__":
