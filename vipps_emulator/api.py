@@ -12,7 +12,7 @@ import re
 import secrets
 import urllib.parse
 
-from . import errors, validation
+from . import errors, report, validation
 from .errors import ApiError, forbidden, invalid, unauthorized
 
 
@@ -92,6 +92,7 @@ def _route(method, path, operation, handler, style=errors.PROBLEM):
 
 OM = errors.ORDER_MANAGEMENT
 PAYMENT = "/epayment/v1/payments/{reference}"
+REPORT = "/report/v2/ledgers/{ledger_id}/{topic}"
 ROUTES = (
     _route("POST", "/accesstoken/get", "accessToken", "access_token"),
     _route("POST", "/epayment/v1/payments", "createPayment", "create_payment"),
@@ -132,6 +133,9 @@ ROUTES = (
     ),
     _route("POST", "/order-management/v1/images", "postImage", "post_image", OM),
     _route("GET", "/vipps-userinfo-api/userinfo/{sub}", "getUserinfo", "get_userinfo"),
+    _route("GET", "/settlement/v1/ledgers", "getLedgers", "get_ledgers"),
+    _route("GET", REPORT + "/dates/{ledger_date}", "getReportByDate", "get_report"),
+    _route("GET", REPORT + "/feed", "getReportFeed", "get_feed"),
 )
 
 
@@ -164,6 +168,7 @@ class VippsApi:
 
     def __init__(self, store, registry, settings, base_url):
         self.store = store
+        self.reports = report.Reports(store, settings)
         self.registry = registry
         self.settings = settings
         self.base_url = base_url  # callable returning the public base URL
@@ -453,3 +458,35 @@ class VippsApi:
         merchant = self.authenticate(req, require_key=False, require_msn=False)
         claims = self.store.userinfo(merchant, req.params["sub"])
         return Reply(200, claims, "application/json;charset=UTF-8")
+
+    # === Report API === #
+
+    def _report_merchant(self, req):
+        merchant = self.authenticate(req, require_msn=False)
+        validation.check_headers(req.headers, idempotency_required=False)
+        return self.reports.merchant_of_ledger(merchant, req.params["ledger_id"])
+
+    @staticmethod
+    def _cursor(req):
+        return (req.query.get("cursor") or [None])[0]
+
+    def get_ledgers(self, req):
+        """GET /settlement/v1/ledgers."""
+        merchant = self.authenticate(req, require_msn=False)
+        validation.check_headers(req.headers, idempotency_required=False)
+        return Reply(200, self.reports.ledgers(merchant, req.query))
+
+    def get_report(self, req):
+        """GET /report/v2/ledgers/{ledgerId}/{topic}/dates/{ledgerDate}."""
+        merchant = self._report_merchant(req)
+        body = self.reports.by_date(
+            merchant, req.params["topic"], req.params["ledger_date"], self._cursor(req)
+        )
+        return Reply(200, body)
+
+    def get_feed(self, req):
+        """GET /report/v2/ledgers/{ledgerId}/{topic}/feed."""
+        merchant = self._report_merchant(req)
+        return Reply(
+            200, self.reports.feed(merchant, req.params["topic"], self._cursor(req))
+        )

@@ -252,6 +252,26 @@ class Settings:
     # The epayments.payment.authorized.v1 webhook carries userDetails and
     # profile.sub when profile data was shared ("may also carry" in the docs).
     authorized_webhook_profile: bool = True
+    # Report API. Seconds after an entry happened before the Report API shows
+    # it ("usually a second or so, in the worst case several hours").
+    report_lag: float = 2.0
+    # Seconds after the end of a ledger date (local midnight) before the date is
+    # closed: its fees retained and its payout scheduled; until then its report
+    # says tryLater.
+    report_close_delay: float = 3 * 3600.0
+    # Entries per page of a report (a cursor leads to the next page).
+    report_page_size: int = 100
+    # The price model per currency: (basis points of the captured amount, fixed
+    # minor units per capture). An example, not Vipps's price list: each
+    # merchant has an agreement of its own.
+    report_fees: dict = dataclasses.field(
+        default_factory=lambda: {
+            "NOK": (175, 100),
+            "DKK": (100, 100),
+            "EUR": (120, 10),
+            "SEK": (175, 100),
+        }
+    )
 
     def __post_init__(self):
         self.http_hosts = tuple(host.lower() for host in self.http_hosts)
@@ -270,6 +290,17 @@ class Settings:
         self.sub_delay = float(self.sub_delay)
         if self.sub_delay < 0:
             raise ValueError("sub_delay cannot be negative")
+        self.report_lag = float(self.report_lag)
+        self.report_close_delay = float(self.report_close_delay)
+        if self.report_lag < 0 or self.report_close_delay < 0:
+            raise ValueError("report_lag and report_close_delay cannot be negative")
+        if int(self.report_page_size) < 1:
+            raise ValueError("report_page_size must be at least 1")
+        self.report_page_size = int(self.report_page_size)
+        self.report_fees = {
+            currency.upper(): (int(price[0]), int(price[1]))
+            for currency, price in dict(self.report_fees).items()
+        }
 
     def is_vipps_user(self, phone):
         """Apply the documented rule for numbers that are not Vipps users."""

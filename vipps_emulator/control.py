@@ -181,6 +181,9 @@ def _payments(emulator, request, parts):
             emulator.store.reject(payment)
         elif action == "expire":
             emulator.store.expire(payment)
+        elif action == "refund":
+            # A refund made in the business portal: Odoo did not ask for it.
+            emulator.store.refund(payment, int(body.get("amount", 0)), None)
         else:
             raise LookupError(f"unknown action {action}")
         with emulator.store.lock:
@@ -254,6 +257,29 @@ def _merchants(emulator, request, parts):
     raise LookupError("unknown path")
 
 
+def _report(emulator, request, parts):
+    """Handle ``/_emulator/report/<msn>[/entries]``."""
+    if len(parts) == 2 and request.method == "GET":
+        return Reply(200, emulator.ledger_totals(parts[1]))
+    if len(parts) == 3 and parts[2] == "entries" and request.method == "POST":
+        body = _body(request)
+        extra = emulator.add_ledger_entry(
+            parts[1],
+            body.get("entryType"),
+            body.get("amount", 0),
+            reference=body.get("reference"),
+            ledger_date=body.get("ledgerDate"),
+        )
+        return Reply(
+            201,
+            {
+                "pspReference": extra.psp_reference,
+                "ledgerDate": extra.ledger_date.isoformat(),
+            },
+        )
+    raise LookupError("unknown path")
+
+
 def _route(emulator, request, parts):
     head = parts[0] if parts else ""
     method = request.method
@@ -302,6 +328,8 @@ def _route(emulator, request, parts):
         return Reply(200, {"phone": phone, "payments": items})
     if head == "merchants":
         return _merchants(emulator, request, parts)
+    if head == "report":
+        return _report(emulator, request, parts)
     raise LookupError(f"unknown control path /{'/'.join(parts)}")
 
 

@@ -220,6 +220,25 @@ class Emulator:
         """Return a payment by reference (any sales unit unless ``msn``)."""
         return self.store.find(reference, msn)
 
+    def add_ledger_entry(
+        self, msn, entry_type, amount, reference=None, ledger_date=None
+    ):
+        """Add a funds entry Odoo did not cause (see ``Reports.add_entry``)."""
+        return self.api.reports.add_entry(
+            msn or self.merchant.msn,
+            entry_type,
+            amount,
+            reference=reference,
+            ledger_date=ledger_date,
+        )
+
+    def ledger_totals(self, msn=None):
+        """Sums of the funds ledger of a sales unit, per entry type."""
+        merchant = self.store.merchants.get(str(msn or self.merchant.msn))
+        if merchant is None:
+            raise LookupError(f"no sales unit {msn}")
+        return self.api.reports.totals(merchant)
+
     def issue_token(self, msn=None):
         """Return a fresh access token without an HTTP call."""
         merchant = self.store.merchants[str(msn or self.merchant.msn)]

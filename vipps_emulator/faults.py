@@ -30,6 +30,9 @@ OPERATIONS = (
     "getOrder",
     "postImage",
     "getUserinfo",
+    "getLedgers",
+    "getReportByDate",
+    "getReportFeed",
 )
 ANY = "*"
 

@@ -15,6 +15,7 @@ sweeper and test code can call them concurrently.
 import base64
 import dataclasses
 import datetime as dt
+import itertools
 import json
 import secrets
 import threading
@@ -49,6 +50,14 @@ CAPTURE_ERRORS = {
 _SUB_NAMESPACE = uuid.UUID("6f1d3c1e-4b8a-4e8e-9a51-0c2f8f0e7a10")
 
 
+_EVENT_ORDER = itertools.count(1)
+
+
+def next_order():
+    """Return the next number of the order in which things happened."""
+    return next(_EVENT_ORDER)
+
+
 def new_psp_reference():
     """Return a new pspReference (Vipps uses opaque strings)."""
     return str(uuid.uuid4())
@@ -67,6 +76,8 @@ class Event:
     psp_reference: str = dataclasses.field(default_factory=new_psp_reference)
     # Members only the webhook payload carries (not the event log).
     webhook_extra: dict = None
+    # The order events happened in, when the clock shows the same instant.
+    order: int = dataclasses.field(default_factory=next_order)
 
     def to_api(self, reference):
         """Return the event as the event log endpoint shows it."""
@@ -332,6 +343,7 @@ class Store:
         self.receipts = {}  # (msn, paymentType, orderId) -> dict
         self.images = {}  # (msn, imageId) -> bytes
         self.order_ids = {}  # (msn, paymentType, orderId) -> id in OM answers
+        self.ledger_extras = {}  # msn -> [report.Extra] added by the control API
         self.reset()
 
     # === setup === #
@@ -357,6 +369,7 @@ class Store:
             self.receipts.clear()
             self.images.clear()
             self.order_ids.clear()
+            self.ledger_extras.clear()
 
     def add_merchant(self, merchant, initial=False):
         """Add (or replace) a sales unit; with ``initial`` it survives reset."""
