@@ -16,6 +16,7 @@
         "views/account_move_views.xml",
         "views/payment_vipps_request_wizard_views.xml",
         "views/payment_vipps_outbox_views.xml",
+        "views/payment_vipps_payout_views.xml",
         "views/payment_transaction_views.xml",
         "views/res_partner_views.xml",
         "views/report_invoice.xml",

@@ -195,3 +195,9 @@ CONSENT_CONFIRM_ROUTE = "/payment/vipps/consent/confirm"
 CUSTOMER_LANGUAGES = ("en", "nb", "da", "fi", "sv")
 # Where customers write the currency after the amount ("2 300,00 kr", "2 300,00 €").
 SYMBOL_AFTER_LANGUAGES = ("nb", "da", "fi", "sv")
+
+# Settlements (Report API). The last ledger dates read are read again on each run,
+# so that a correction Vipps makes to them is seen; one run reads at most so many
+# dates (a first run, or a long outage, catches up over several runs).
+SETTLEMENT_REREAD_DAYS = 3
+SETTLEMENT_MAX_DATES = 62

@@ -12,3 +12,4 @@ from . import test_tour
 from . import test_uninstall
 from . import test_webhook
 from . import test_workers
+from . import test_settlement
