@@ -78,9 +78,14 @@ class PaymentProvider(models.Model):
     # === ACTIONS === #
 
     def action_vipps_read_settlements(self):
-        """Read the ledger now (the daily job does the same)."""
+        """Read the ledger now (the daily job does the same): accounting managers.
+
+        The entries and payouts are read-only for everyone, so the reading runs as
+        the superuser once the user's right to book is checked.
+        """
         self.ensure_one()
-        created = self._vipps_read_settlements()
+        self.env["payment.vipps.payout"]._vipps_check_booking_rights()
+        created = self.sudo()._vipps_read_settlements()
         self.vipps_settlement_error = False
         return {
             "type": "ir.actions.client",
@@ -146,20 +151,22 @@ class PaymentProvider(models.Model):
     def _vipps_check_settlement_config(self):
         """Raise, before anything is read or booked, what the booking needs."""
         self.ensure_one()
-        missing = []
-        if not self.journal_id:
-            missing.append(self.env._("a journal"))
-        if not self.vipps_fee_account_id:
-            missing.append(self.env._("a fee account"))
-        if not self.vipps_transfer_account_id:
-            missing.append(self.env._("a payout account"))
+        missing = [
+            self._fields[name].get_description(self.env)["string"]
+            for name in (
+                "journal_id",
+                "vipps_fee_account_id",
+                "vipps_transfer_account_id",
+            )
+            if not self[name]
+        ]
         if missing:
             raise UserError(
                 self.env._(
-                    "To book Vipps MobilePay payouts, set %(missing)s on payment "
-                    "provider %(provider)s.",
-                    missing=", ".join(missing),
+                    "To book Vipps MobilePay payouts, fill in on payment provider "
+                    "%(provider)s: %(fields)s.",
                     provider=self.name,
+                    fields=", ".join(missing),
                 )
             )
 

@@ -1,5 +1,5 @@
 from odoo import api, fields, models
-from odoo.exceptions import UserError
+from odoo.exceptions import AccessError, UserError
 from odoo.tools import float_compare
 
 EXCEPTIONS = [
@@ -153,6 +153,9 @@ class PaymentVippsPayout(models.Model):
         tracking=True,
     )
     move_id = fields.Many2one("account.move", string="Journal Entry", readonly=True)
+    move_line_ids = fields.One2many(
+        related="move_id.line_ids", string="Journal Items", readonly=True
+    )
     changed = fields.Boolean(
         string="Changed at Vipps",
         readonly=True,
@@ -186,9 +189,17 @@ class PaymentVippsPayout(models.Model):
 
     def action_book(self):
         """Book a payout held for review: its exceptions go to the journal's
-        suspense account, to be cleared by hand."""
-        for payout in self.filtered(lambda p: p.state == "review"):
+        suspense account, to be cleared by hand. Accounting managers only."""
+        self._vipps_check_booking_rights()
+        for payout in self.sudo().filtered(lambda p: p.state == "review"):
             payout._vipps_book(force=True)
+
+    @api.model
+    def _vipps_check_booking_rights(self):
+        if not self.env.user.has_group("account.group_account_manager"):
+            raise AccessError(
+                self.env._("Only accounting managers can read and book payouts.")
+            )
 
     def action_view_move(self):
         self.ensure_one()

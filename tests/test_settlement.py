@@ -3,8 +3,8 @@ import random
 from unittest.mock import patch
 
 from odoo import fields
-from odoo.exceptions import UserError
-from odoo.tests import tagged
+from odoo.exceptions import AccessError, UserError
+from odoo.tests import new_test_user, tagged
 
 from ..vipps_emulator import report
 from .common import MSN, VippsInvoiceCommon
@@ -19,10 +19,11 @@ START = dt.datetime(2026, 11, 2, 10, 0, tzinfo=OSLO)
 class TestVippsSettlement(VippsInvoiceCommon):
     """Payouts read from the Report API and booked, one entry per payout.
 
-    Invariants: a payout is booked once, and only when its entries add up to what
-    Vipps paid out; every Vipps payment is taken off the account its payment was
-    booked on by exactly one payout; what Odoo does not know is never booked
-    without the accountant."""
+    Invariants: (1) every Vipps payment and refund is taken off the account its
+    payment was booked on by exactly one payout, and a payout is booked only when its
+    entries add up to what Vipps paid out; (2) a ledger date is stored whole or not
+    at all; (3) what Odoo does not know is never booked without the accountant; (4)
+    a payout is booked once, whatever Vipps shows later."""
 
     vipps_merchant = "approved"
 
@@ -90,7 +91,8 @@ class TestVippsSettlement(VippsInvoiceCommon):
     # === TESTS === #
 
     def test_a_month_reconciles_to_the_ore(self):
-        """A month of payments and refunds: one booked payout per day Vipps paid
+        """Invariant 1 (the books follow the money). A month of payments and
+        refunds: one booked payout per day Vipps paid
         out, summing to the ledger's payouts and fees to the øre; every payment and
         refund settled by exactly one payout; invoices paid; a re-run books
         nothing more and asks Vipps only for the last dates."""
@@ -144,7 +146,8 @@ class TestVippsSettlement(VippsInvoiceCommon):
         self.assertLessEqual(len(calls), 2 * 3 + 1)
 
     def test_open_or_late_date_read_on_a_later_run(self):
-        """A date Vipps has not closed (or whose entries arrive late) is not booked
+        """Invariant 2 (nothing half-booked). A date Vipps has not closed (or whose
+        entries arrive late) is not booked
         in part: the run stops there and a later run reads it whole."""
         tx = self.pay()
         self.emulator.set_time(dt.datetime(2026, 11, 3, 1, 0, tzinfo=OSLO))
@@ -166,7 +169,8 @@ class TestVippsSettlement(VippsInvoiceCommon):
         self.assertEqual(tx.vipps_payout_id, first)
 
     def test_unknown_entries_listed_not_booked(self):
-        """A payment of another system, a refund made in the business portal and an
+        """Invariant 3 (nothing booked Odoo does not know). A payment of another
+        system, a refund made in the business portal and an
         amount Odoo did not record are exceptions: the payout waits for the
         accountant, who books it with them on the suspense account."""
         tx = self.pay()
@@ -191,7 +195,8 @@ class TestVippsSettlement(VippsInvoiceCommon):
         self.assertAlmostEqual(sum(parked.mapped("balance")), -(300 - 100 + 50))
 
     def test_correction_after_booking_shown_never_rebooked(self):
-        """Vipps changes a date after its payout was booked: the payout says so,
+        """Invariant 4 (nothing booked twice). Vipps changes a date after its payout
+        was booked: the payout says so,
         its entry stays as it was, and nothing is booked a second time."""
         self.pay()
         self.next_day()
@@ -218,15 +223,16 @@ class TestVippsSettlement(VippsInvoiceCommon):
         self.vipps.vipps_fee_account_id = False
         self.pay()
         self.next_day()
-        with self.assertRaisesRegex(UserError, "fee account"):
+        with self.assertRaisesRegex(UserError, "Fee Account"):
             self.vipps.action_vipps_read_settlements()
         self.assertFalse(self.vipps_calls("getLedgers"))
         self.env.ref("payment_vipps.cron_read_settlements").method_direct_trigger()
-        self.assertIn("fee account", self.vipps.vipps_settlement_error)
+        self.assertIn("Fee Account", self.vipps.vipps_settlement_error)
         self.assertFalse(self.payouts())
 
     def test_report_api_down_then_caught_up(self):
-        """The Report API failing half-way: the dates read before stay, nothing of
+        """Invariant 2 (nothing half-booked). The Report API failing half-way: the
+        dates read before stay, nothing of
         the failing date is stored or booked, and the next run catches up to the
         same books as a run that never failed."""
         self.pay()
@@ -363,3 +369,27 @@ class TestVippsSettlement(VippsInvoiceCommon):
             )
             self.assertTrue(receivable.reconciled)
             self.assertEqual(tx.invoice_ids.payment_state, "paid")
+
+    def test_only_accounting_managers_read_and_book(self):
+        """A billing user sees payouts but cannot read the ledger or book; an
+        accounting manager can, through the button and Book with Exceptions."""
+        billing = new_test_user(
+            self.env, "vipps_billing_payout", groups="account.group_account_invoice"
+        )
+        manager = new_test_user(
+            self.env,
+            "vipps_manager_payout",
+            groups="account.group_account_manager,base.group_system",
+        )
+        self.pay()
+        self.emulator.add_ledger_entry(MSN, "capture", 30000, reference="shop-991")
+        self.next_day()
+        with self.assertRaises(AccessError):
+            self.vipps.with_user(billing).action_vipps_read_settlements()
+        self.vipps.with_user(manager).action_vipps_read_settlements()
+        payout = self.payouts()
+        self.assertEqual(payout.with_user(billing).state, "review")
+        with self.assertRaises(AccessError):
+            payout.with_user(billing).action_book()
+        payout.with_user(manager).action_book()
+        self.assertEqual(payout.state, "booked")

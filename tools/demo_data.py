@@ -5,6 +5,11 @@ their XML ids (module ``payment_vipps_demo``) and created only when missing, so 
 can be restarted on the same database.
 """
 
+import datetime as dt
+import zoneinfo
+
+import requests
+
 from odoo import Command, fields
 
 from odoo.addons.payment_vipps import utils
@@ -73,6 +78,18 @@ PRODUCTS = [
     ("product_boiler", "Water heater 200 l, installed", 14900.0),
 ]
 
+# Invoices paid through Vipps some days ago, settled by one payout: xmlid, customer,
+# lines, and how much of it was refunded afterwards (the same day).
+SETTLED_INVOICES = [
+    ("invoice_settled_kari", "partner_kari", [("product_hour", 2)], 0.0),
+    ("invoice_settled_lars", "partner_lars", [("product_call_out", 1)], 200.0),
+    ("invoice_settled_kari_2", "partner_kari", [("product_hour", 1)], 0.0),
+]
+# Before the dates the payout job reads again (const.SETTLEMENT_REREAD_DAYS): the
+# emulator forgets its payments when the demo stops, and a date read again with
+# them gone would show as changed by Vipps.
+SETTLED_DAYS_AGO = 6
+
 INVOICES = [
     # xmlid, customer, [(product, quantity)], days until due
     (
@@ -107,6 +124,25 @@ def _create(env, name, model, values):
         }
     )
     return record
+
+
+def _invoice(env, name, partner, lines, invoice_date, due_date):
+    """The customer invoice of XML id `name`: [(product, quantity)] lines."""
+    return _create(
+        env,
+        name,
+        "account.move",
+        {
+            "move_type": "out_invoice",
+            "partner_id": partner.id,
+            "invoice_date": invoice_date,
+            "invoice_date_due": due_date,
+            "invoice_line_ids": [
+                Command.create({"product_id": product.id, "quantity": qty})
+                for product, qty in lines
+            ],
+        },
+    )
 
 
 def _setup_company(env):
@@ -240,22 +276,78 @@ def load(env, params):
     }
     today = fields.Date.context_today(env["account.move"])
     for name, partner, lines, due_in_days in INVOICES:
-        invoice = _create(
+        invoice = _invoice(
             env,
             name,
-            "account.move",
-            {
-                "move_type": "out_invoice",
-                "partner_id": partners[partner].id,
-                "invoice_date": today,
-                "invoice_date_due": fields.Date.add(today, days=due_in_days),
-                "invoice_line_ids": [
-                    Command.create(
-                        {"product_id": products[product].id, "quantity": qty}
-                    )
-                    for product, qty in lines
-                ],
-            },
+            partners[partner],
+            [(products[product], qty) for product, qty in lines],
+            today,
+            fields.Date.add(today, days=due_in_days),
         )
         if invoice.state == "draft":
             invoice.action_post()
+    _demo_payout(env, company, partners, products, params)
+
+
+def _demo_payout(env, company, partners, products, params):
+    """Three invoices paid through Vipps a few days ago (one partly refunded), and
+    the payout that settled them, read from the emulator's Report API and booked.
+
+    The emulator's clock is moved back to the day of the payments while they are
+    made, then returned to real time, when that ledger date is long closed.
+    """
+    provider = env.ref("payment_vipps.payment_provider_vipps")
+    accounts = env["account.account"].search(
+        [
+            *env["account.account"]._check_company_domain(company),
+            ("account_type", "=", "expense"),
+        ],
+        order="code",
+    )
+    # The generic chart's "Bank Fees", else the first expense account.
+    fee_account = accounts.filtered(lambda a: a.code.startswith("620"))[:1]
+    provider.write(
+        {
+            "vipps_settlement_enabled": True,
+            "vipps_fee_account_id": (fee_account or accounts[:1]).id,
+            "vipps_transfer_account_id": company.transfer_account_id.id,
+        }
+    )
+    if env["payment.vipps.payout"].search_count([("provider_id", "=", provider.id)]):
+        return
+    oslo = zoneinfo.ZoneInfo("Europe/Oslo")
+    day = dt.datetime.now(oslo).date() - dt.timedelta(days=SETTLED_DAYS_AGO)
+    provider.vipps_settlement_start = day
+    control = params["emulator_url"] + "/_emulator"
+    moment = dt.datetime.combine(day, dt.time(10, 0), tzinfo=oslo)
+    requests.post(
+        f"{control}/clock/set",
+        json={"time": moment.isoformat(), "frozen": False},
+        timeout=10,
+    ).raise_for_status()
+    try:
+        for name, partner, lines, refund in SETTLED_INVOICES:
+            invoice = _invoice(
+                env,
+                name,
+                partners[partner],
+                [(products[product], qty) for product, qty in lines],
+                day,
+                day + dt.timedelta(days=14),
+            )
+            if invoice.state != "draft":
+                continue  # made by an earlier, interrupted run
+            invoice.action_post()
+            tx = invoice._vipps_request_payment()
+            requests.post(
+                f"{control}/payments/{tx.reference}/approve", json={}, timeout=10
+            ).raise_for_status()
+            tx._vipps_sync()
+            # A refund records its intent in a transaction of its own, which must
+            # see the payment: commit it first, as a click in the browser would.
+            env.cr.commit()
+            if refund and tx.state == "done":
+                tx.action_refund(amount_to_refund=refund)
+    finally:
+        requests.post(f"{control}/clock/reset", json={}, timeout=10)
+    provider._vipps_read_settlements()
