@@ -299,6 +299,68 @@ def _bench_counts(env, emulator, sizes, product):
     return report
 
 
+# === SETTLEMENT === #
+
+
+def _bench_settlement(env, emulator, sizes, product):
+    """Reading and booking one payout of `size` payments: queries and API calls per
+    payment, and for a second read of the same dates (which must book nothing)."""
+    import datetime as dt
+    import zoneinfo
+
+    provider = env.ref("payment_vipps.payment_provider_vipps")
+    company = provider.company_id
+    fee_account = env["account.account"].search(
+        [
+            *env["account.account"]._check_company_domain(company),
+            ("account_type", "=", "expense"),
+        ],
+        limit=1,
+    )
+    oslo = zoneinfo.ZoneInfo("Europe/Oslo")
+    day = dt.date(2026, 11, 2)
+    report = {}
+    for size in sizes:
+        emulator.reset(keep_webhooks=True)
+        emulator.set_time(dt.datetime.combine(day, dt.time(10, 0), tzinfo=oslo))
+        provider.write(
+            {
+                "vipps_settlement_enabled": True,
+                "vipps_fee_account_id": fee_account.id,
+                "vipps_transfer_account_id": company.transfer_account_id.id,
+                "vipps_settlement_start": day,
+                "vipps_settled_until": False,
+                "vipps_ledger_id": False,
+            }
+        )
+        invoices = _customers_and_invoices(env, size, product, f"S{size}")
+        transactions = invoices._vipps_request_payment()
+        for tx in transactions:
+            emulator.approve(tx.reference)
+        transactions._vipps_sync()
+        emulator.set_time(
+            dt.datetime.combine(day + dt.timedelta(days=1), dt.time(12, 0), tzinfo=oslo)
+        )
+        with Counter(env, emulator) as first:
+            payouts = provider._vipps_read_settlements()
+        with Counter(env, emulator) as again:
+            rebooked = provider._vipps_read_settlements()
+        report[size] = {
+            "payouts": len(payouts),
+            "booked": payouts.mapped("state") == ["booked"],
+            "settled": len(payouts.line_ids.filtered("transaction_id")),
+            "queries_per_payment": round(first.query_count / size, 1),
+            "api_calls": first.operations,
+            "ms_per_payment": round(first.seconds * 1000 / size, 1),
+            "again_queries": again.query_count,
+            "again_api_calls": again.operations,
+            "again_payouts": len(rebooked),
+        }
+        env.cr.rollback()
+    emulator.reset(keep_webhooks=True)
+    return report
+
+
 # === PROFILE === #
 
 
@@ -589,6 +651,8 @@ def _bench(env, params):
         # Rolled back: invoice numbers, hence Vipps references, start over.
         env.cr.rollback()
         emulator.reset(keep_webhooks=True)
+        _fresh_statistics(env)
+        report["settlement"] = _bench_settlement(env, emulator, sizes, product)
         _fresh_statistics(env)
         if params.get("profile"):
             report["profile"] = _bench_profile(

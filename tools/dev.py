@@ -500,6 +500,11 @@ def bench_problems(report):
                 f"bulk {path}: {result['requests_sent']} sent for "
                 f"{result['invoices']} invoices, {result['sent_twice']} twice"
             )
+    for size, result in report.get("settlement", {}).items():
+        if not result["booked"] or result["settled"] != int(size):
+            problems.append(f"payout of {size} payments: {result}")
+        if result["again_payouts"]:
+            problems.append(f"payout of {size} payments booked again: {result}")
     for key in ("1_worker", "2_workers"):
         burst = report.get("webhook_burst", {}).get(key)
         if burst and not (
@@ -587,6 +592,37 @@ def print_bench(report):
     if link["unneeded_calls"]:
         unneeded.append(f"link: {link['unneeded_calls']}")
     print(f"API calls beyond the floor: {'; '.join(unneeded) or 'none'}")
+    settlement = report.get("settlement") or {}
+    if settlement:
+        table(
+            "Payouts: one payout of the batch's payments read from the Report API "
+            "and booked; then the same dates read again",
+            [
+                "payments",
+                "booked",
+                "settled",
+                "q/payment",
+                "ms/payment",
+                "API calls",
+                "again q",
+                "again calls",
+                "again payouts",
+            ],
+            [
+                [
+                    size,
+                    "yes" if result["booked"] else "NO",
+                    result["settled"],
+                    result["queries_per_payment"],
+                    result["ms_per_payment"],
+                    sum(result["api_calls"].values()),
+                    result["again_queries"],
+                    sum(result["again_api_calls"].values()),
+                    result["again_payouts"],
+                ]
+                for size, result in settlement.items()
+            ],
+        )
     token = report["token"]
     print(
         f"Access token: {token['token_calls']} call(s) for {token['api_calls']} API "
