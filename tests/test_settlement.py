@@ -7,7 +7,7 @@ from odoo.exceptions import AccessError, UserError
 from odoo.tests import new_test_user, tagged
 
 from ..vipps_emulator import report
-from .common import MSN, VippsInvoiceCommon
+from .common import MSN, VippsHttpCommon, VippsInvoiceCommon
 from .test_merchant import DANISH, DANISH_MSN
 
 OSLO = report.zoneinfo.ZoneInfo("Europe/Oslo")
@@ -15,15 +15,8 @@ OSLO = report.zoneinfo.ZoneInfo("Europe/Oslo")
 START = dt.datetime(2026, 11, 2, 10, 0, tzinfo=OSLO)
 
 
-@tagged("post_install", "-at_install")
-class TestVippsSettlement(VippsInvoiceCommon):
-    """Payouts read from the Report API and booked, one entry per payout.
-
-    Invariants: (1) every Vipps payment and refund is taken off the account its
-    payment was booked on by exactly one payout, and a payout is booked only when its
-    entries add up to what Vipps paid out; (2) a ledger date is stored whole or not
-    at all; (3) what Odoo does not know is never booked without the accountant; (4)
-    a payout is booked once, whatever Vipps shows later."""
+class VippsSettlementCommon(VippsInvoiceCommon):
+    """A sales unit that books payouts, and a month starting on a Monday."""
 
     vipps_merchant = "approved"
 
@@ -46,8 +39,6 @@ class TestVippsSettlement(VippsInvoiceCommon):
         super().setUp()
         self.emulator.set_time(START)
         self.rng = random.Random(9)
-
-    # === HELPERS === #
 
     def pay(self, amount=1000.0, **invoice_values):
         """An invoice requested, approved and captured at the emulator's now."""
@@ -73,6 +64,39 @@ class TestVippsSettlement(VippsInvoiceCommon):
         return self.env["payment.vipps.payout"].search(
             [("provider_id", "=", (provider or self.vipps).id)], order="ledger_date"
         )
+
+
+@tagged("post_install", "-at_install")
+class TestVippsPayoutTour(VippsSettlementCommon, VippsHttpCommon):
+    def test_accountant_reviews_and_books_a_payout(self):
+        """In the browser: a payout with a payment Odoo does not know is reviewed
+        and booked with it on the suspense account."""
+        self.env.ref("base.user_admin").company_ids |= self.env.company
+        self.env.ref("base.user_admin").company_id = self.env.company
+        self.pay()
+        self.emulator.add_ledger_entry(MSN, "capture", 30000, reference="shop-991")
+        self.next_day()
+        (payout,) = self.read_ledger()
+        with self.server_turn():
+            self.start_tour(
+                f"/odoo/action-payment_vipps.action_payment_vipps_payout/{payout.id}",
+                "payment_vipps_payout_review",
+                login="admin",
+            )
+        self.env.invalidate_all()
+        self.assertEqual(payout.state, "booked")
+        self.assertEqual(payout.move_id.state, "posted")
+
+
+@tagged("post_install", "-at_install")
+class TestVippsSettlement(VippsSettlementCommon):
+    """Payouts read from the Report API and booked, one entry per payout.
+
+    Invariants: (1) every Vipps payment and refund is taken off the account its
+    payment was booked on by exactly one payout, and a payout is booked only when its
+    entries add up to what Vipps paid out; (2) a ledger date is stored whole or not
+    at all; (3) what Odoo does not know is never booked without the accountant; (4)
+    a payout is booked once, whatever Vipps shows later."""
 
     def assert_booked(self, payout):
         """The entry of a payout: balanced, the net on the payout account, the fees
