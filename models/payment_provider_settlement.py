@@ -4,8 +4,9 @@ from datetime import timedelta
 from odoo import api, fields, models
 from odoo.exceptions import UserError
 
-from .. import const
+from .. import const, utils
 from ..exceptions import VippsError
+from .payment_transaction import _to_major
 
 _logger = logging.getLogger(__name__)
 
@@ -139,12 +140,11 @@ class PaymentProvider(models.Model):
         )
         for provider in providers:
             try:
-                # Each date is stored in a savepoint of its own: a failure keeps
-                # the dates read before it, and leaves nothing of its own date.
                 provider._vipps_read_settlements()
                 provider.vipps_settlement_error = False
             except (VippsError, UserError) as error:
-                # The dates read before the problem stay; the next run goes on.
+                # Each date has a savepoint of its own: those read before the
+                # problem stay, nothing of its own date does; the next run goes on.
                 _logger.warning("Vipps settlements of %s: %s", provider.name, error)
                 provider.vipps_settlement_error = str(error.args[0])[:500]
 
@@ -274,7 +274,9 @@ class PaymentProvider(models.Model):
         )
         booked = existing.payout_id.filtered(lambda p: p.state == "booked")[:1]
         self._vipps_store_opening(day, funds, currency)
-        changes = self._vipps_store_entries(day, funds, fees, currency, existing)
+        changes = self._vipps_store_entries(
+            day, funds, fees, currency, existing, booked
+        )
         if booked and changes:
             booked.changed = True
             booked.message_post(
@@ -308,12 +310,12 @@ class PaymentProvider(models.Model):
                 }
             )
 
-    def _vipps_store_entries(self, day, funds, fees, currency, existing):
+    def _vipps_store_entries(self, day, funds, fees, currency, existing, booked):
         """Create, update or drop the entries of one date; return the changes to
-        entries already booked (which are left as they were)."""
+        entries already booked (which are left as they were). A new entry of a date
+        whose payout is ``booked`` joins that payout as a change."""
         Line = self.env["payment.vipps.settlement.line"]
         by_key = {(line.psp_reference, line.entry_type): line for line in existing}
-        booked = existing.payout_id.filtered(lambda p: p.state == "booked")[:1]
         fee_by_psp = {
             item.get("pspReference"): item.get("amount") or 0
             for item in fees
@@ -336,7 +338,7 @@ class PaymentProvider(models.Model):
                         "ledger_date": day,
                         "psp_reference": key[0],
                         "entry_type": key[1],
-                        "entry_time": _parse_time(item.get("time")),
+                        "entry_time": utils.parse_rfc3339(item.get("time")) or False,
                         "currency_id": currency.id,
                     }
                 )
@@ -467,12 +469,9 @@ class PaymentTransaction(models.Model):
         """The transactions of this payment that a ledger entry of ``kind``
         (capture or refund) can be: confirmed, with a registered payment."""
         self.ensure_one()
-        family = self | self.child_transaction_ids
-        if kind == "refund":
-            txs = family.filtered(lambda tx: tx.operation == "refund")
-        else:
-            parts = family.filtered(lambda tx: tx.vipps_operation == "capture")
-            txs = parts or self
+        txs = self.child_transaction_ids.filtered(lambda tx: tx._vipps_kind() == kind)
+        if not txs and kind == "capture":
+            txs = self  # captured in full: the transaction itself
         return txs.filtered(lambda tx: tx.state == "done" and tx.payment_id)
 
     def _vipps_booked_on(self):
@@ -497,10 +496,4 @@ class PaymentTransaction(models.Model):
 
 
 def _major(currency, value):
-    return currency.round(value / 10**currency.decimal_places)
-
-
-def _parse_time(text):
-    if not text:
-        return False
-    return fields.Datetime.to_datetime(text[:19].replace("T", " "))
+    return currency.round(_to_major(currency, value))

@@ -327,13 +327,8 @@ class PaymentVippsPayout(models.Model):
                 self._vipps_line(account, line.amount, label, partner=partner)
             )
             to_reconcile.append((label, open_lines))
-        fees = -sum(
-            self.line_ids.filtered(lambda ml: ml._vipps_kind() == "fees").mapped(
-                "amount"
-            )
-        )
-        if not currency.is_zero(fees):
-            line_values += self._vipps_fee_lines(fees)
+        if not currency.is_zero(self.fee_amount):
+            line_values += self._vipps_fee_lines(self.fee_amount)
         line_values.append(
             self._vipps_line(
                 provider.vipps_transfer_account_id,

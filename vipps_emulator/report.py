@@ -252,27 +252,16 @@ class Reports:
                         )
                         fees_balance += charge
             if closed:
-                stamp = day.strftime("%Y%m%d")
                 if fees_balance:
-                    retained = Entry(
-                        psp_reference=f"f{stamp}{merchant.msn}",
-                        time=close_at,
-                        ledger_date=day,
-                        entry_type="fees-retained",
-                        amount=-fees_balance,
-                        visible_at=close_at,
+                    retained = _closing(
+                        merchant, day, close_at, "fees-retained", -fees_balance
                     )
                     funds.append((retained, funds_balance))
                     funds_balance -= fees_balance
                     fees.append((retained, fees_balance))
                 if funds_balance > 0:
-                    payout = Entry(
-                        psp_reference=f"p{stamp}{merchant.msn}",
-                        time=close_at,
-                        ledger_date=day,
-                        entry_type="payout-scheduled",
-                        amount=-funds_balance,
-                        visible_at=close_at,
+                    payout = _closing(
+                        merchant, day, close_at, "payout-scheduled", -funds_balance
                     )
                     funds.append((payout, funds_balance))
                     funds_balance = 0
@@ -384,6 +373,19 @@ class Reports:
             for entry, __ in visible[FUNDS]:
                 sums[entry.entry_type] = sums.get(entry.entry_type, 0) + entry.amount
         return sums
+
+
+def _closing(merchant, day, close_at, entry_type, amount):
+    """An entry written when ``day`` closes; its made-up pspReference starts with
+    the entry type's letter (``f<date><msn>``, ``p<date><msn>``)."""
+    return Entry(
+        psp_reference=f"{entry_type[0]}{day:%Y%m%d}{merchant.msn}",
+        time=close_at,
+        ledger_date=day,
+        entry_type=entry_type,
+        amount=amount,
+        visible_at=close_at,
+    )
 
 
 def _midnight(day, zone):

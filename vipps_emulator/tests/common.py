@@ -3,6 +3,7 @@ receiver, and a webhook signature check written independently of the
 emulator's own signing code (from the published description only)."""
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import http.server
@@ -197,6 +198,18 @@ class EmulatorCase(unittest.TestCase):
         self._keys = 0
 
     # === client helpers === #
+
+    @contextlib.contextmanager
+    def settings_changed(self, **changes):
+        """Change emulator settings for a while."""
+        old = {name: getattr(self.emu.settings, name) for name in changes}
+        for name, value in changes.items():
+            setattr(self.emu.settings, name, value)
+        try:
+            yield
+        finally:
+            for name, value in old.items():
+                setattr(self.emu.settings, name, value)
 
     def token(self):
         """Fetch (once per test) an access token over HTTP."""

@@ -179,22 +179,6 @@ class TestDay(ReportCase):
         self.assertEqual(after[-1]["amount"], before[-1]["amount"] + 500)
         self.assertIn("correction", [i["entryType"] for i in after])
 
-    def settings_changed(self, **changes):
-        import contextlib
-
-        @contextlib.contextmanager
-        def changed():
-            old = {name: getattr(self.emu.settings, name) for name in changes}
-            for name, value in changes.items():
-                setattr(self.emu.settings, name, value)
-            try:
-                yield
-            finally:
-                for name, value in old.items():
-                    setattr(self.emu.settings, name, value)
-
-        return changed()
-
 
 class TestFeed(ReportCase):
     def test_feed_in_order_with_a_cursor_that_waits(self):
