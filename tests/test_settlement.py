@@ -417,3 +417,54 @@ class TestVippsSettlement(VippsSettlementCommon):
             payout.with_user(billing).action_book()
         payout.with_user(manager).action_book()
         self.assertEqual(payout.state, "booked")
+
+    def test_crash_while_booking_leaves_nothing_then_books_once(self):
+        """Invariant 2 (nothing half-booked) and 4 (nothing booked twice). The
+        worker dies after the payout's entry is posted but before it is reconciled:
+        the whole date is rolled back (no entry, no payout, the date not read), and
+        the next run books it exactly once."""
+        self.pay()
+        self.next_day()
+        MoveLine = type(self.env["account.move.line"])
+        with (
+            patch.object(MoveLine, "_reconcile_plan", side_effect=RuntimeError("kill")),
+            self.assertRaises(RuntimeError),
+        ):
+            self.read_ledger()
+        self.env.invalidate_all()
+        self.assertFalse(self.payouts())
+        self.assertFalse(self.vipps.vipps_settled_until)
+        self.assertFalse(
+            self.env["account.move"].search([("ref", "like", "Vipps 2026-11-02%")])
+        )
+        (payout,) = self.read_ledger()
+        self.assert_booked(payout)
+        self.assertEqual(
+            self.env["account.move"].search_count([("ref", "=", payout.name)]), 1
+        )
+
+    def test_other_run_books_the_date_first(self):
+        """Invariant 4 (nothing booked twice). Another run (the daily job while the
+        accountant clicks Read Payouts Now) stores and books the date between this
+        run's reading of it and its storing: this run finds the payout there and
+        books nothing more."""
+        self.pay()
+        self.next_day()
+        real = type(self.vipps)._vipps_fetch_report
+        raced = []
+
+        def fetch(provider, ledger, topic, day):
+            items = real(provider, ledger, topic, day)
+            if topic == "fees" and not raced:
+                raced.append(day)
+                provider._vipps_read_settlements()  # the other run, to the end
+            return items
+
+        with patch.object(type(self.vipps), "_vipps_fetch_report", fetch):
+            self.assertFalse(self.read_ledger())
+        (payout,) = self.payouts()
+        self.assert_booked(payout)
+        self.assertEqual(len(payout.line_ids), 3)  # capture, fees, payout
+        self.assertEqual(
+            self.env["account.move"].search_count([("ref", "=", payout.name)]), 1
+        )
