@@ -1,6 +1,6 @@
 {
     "name": "Payment Provider: Vipps MobilePay",
-    "version": "18.0.2.0.0",
+    "version": "2.1.0",
     "category": "Accounting/Payment Providers",
     "sequence": 350,
     "summary": "Send invoice payment requests to the Vipps and MobilePay apps.",

@@ -8,7 +8,7 @@ from odoo import api, fields, models
 from odoo.exceptions import AccessError, UserError, ValidationError
 from odoo.tools import format_amount, format_date, formatLang, str2bool
 
-from .. import const, utils
+from .. import compat, const, utils
 from ..exceptions import VippsError
 
 _logger = logging.getLogger(__name__)
@@ -198,6 +198,19 @@ class AccountMove(models.Model):
 
     # === BUSINESS METHODS - WHAT CAN BE PAID === #
 
+    @api.model
+    def _vipps_restrict_actions(self):
+        """Show "Request via Vipps" and its automation action to billing users only
+        (called by the module's data on install and update)."""
+        compat.restrict_to_group(
+            self.env,
+            [
+                "payment_vipps.action_vipps_request_payment",
+                "payment_vipps.action_server_vipps_request_payment",
+            ],
+            "account.group_account_invoice",
+        )
+
     def _vipps_payable(self, excluding=None):
         """Whether these invoices can be paid through Vipps now, and how much.
 
@@ -373,7 +386,7 @@ class AccountMove(models.Model):
     def _vipps_show_pay_qr(self):
         """Whether the invoice (PDF, portal) offers the "Pay with Vipps" link."""
         self.ensure_one()
-        if self._vipps_payable()[1]:
+        if self._vipps_payable()[1] or compat.odoo_prints_payment_qr(self):
             return False
         return bool(
             self.env["payment.provider"]._vipps_find(self.company_id, self.currency_id)
@@ -875,8 +888,8 @@ class AccountMove(models.Model):
         partner = self.partner_id
         return (
             partner._vipps_consented_phone()
-            or partner.mobile
-            or partner.commercial_partner_id.mobile
+            or partner[compat.MOBILE]
+            or partner.commercial_partner_id[compat.MOBILE]
             or partner.phone
         )
 

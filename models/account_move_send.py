@@ -21,12 +21,12 @@ class AccountMoveSend(models.AbstractModel):
             return super()._is_applicable_to_move(method, move, **move_data)
         return move.vipps_can_request
 
-    def _hook_if_success(self, moves_data):
+    def _hook_if_success(self, moves_data, **kwargs):
         """Override of `account` to send the Vipps requests of the sent invoices.
 
         An invoice Vipps refuses gets a note in its chatter; the others are sent.
         """
-        result = super()._hook_if_success(moves_data)
+        result = super()._hook_if_success(moves_data, **kwargs)
         for move, move_data in moves_data.items():
             if "vipps" not in move_data["sending_methods"]:
                 continue

@@ -10,7 +10,7 @@ from werkzeug import urls
 from odoo import api, fields, models, modules, service
 from odoo.exceptions import UserError, ValidationError
 
-from .. import const, utils
+from .. import compat, const, utils
 from ..exceptions import VippsError, VippsUnreachableError
 
 _logger = logging.getLogger(__name__)
@@ -348,7 +348,7 @@ class PaymentProvider(models.Model):
             _logger.warning(
                 "Vipps refused %s for %s (%s)", field, self.name, error.code
             )
-            admins = self.env.ref("base.group_system").sudo().users
+            admins = self.env.ref("base.group_system").sudo()[compat.GROUP_USERS]
             self.company_id.partner_id.sudo().message_notify(
                 partner_ids=admins.partner_id.ids,
                 subject=self.env._("Vipps MobilePay: %s not approved", what),

@@ -4,7 +4,7 @@ from datetime import timedelta
 from odoo import api, fields, models
 from odoo.exceptions import UserError
 
-from .. import const, utils
+from .. import compat, const, utils
 from ..exceptions import VippsError
 from .payment_transaction import _to_major
 
@@ -28,8 +28,8 @@ class PaymentProvider(models.Model):
         string="Fee Account",
         help="The expense account of the fees Vipps MobilePay keeps from each payout.",
         check_company=True,
-        domain="[('deprecated', '=', False), ('account_type', 'in', "
-        "('expense', 'expense_direct_cost'))]",
+        domain=compat.OPEN_ACCOUNT
+        + "[('account_type', 'in', ('expense', 'expense_direct_cost'))]",
         copy=False,
     )
     vipps_fee_tax_id = fields.Many2one(
@@ -47,7 +47,7 @@ class PaymentProvider(models.Model):
         help="Where the net amount of each payout waits for the bank statement line "
         "of the transfer (a liquidity transfer account).",
         check_company=True,
-        domain="[('deprecated', '=', False), ('reconcile', '=', True)]",
+        domain=compat.OPEN_ACCOUNT + "[('reconcile', '=', True)]",
         copy=False,
     )
     vipps_settlement_start = fields.Date(
@@ -460,10 +460,19 @@ class PaymentTransaction(models.Model):
         compute="_compute_vipps_payout_id",
     )
 
-    @api.depends("vipps_settlement_line_ids.payout_id")
+    @api.depends(
+        "vipps_settlement_line_ids.payout_id",
+        "child_transaction_ids.vipps_settlement_line_ids.payout_id",
+    )
     def _compute_vipps_payout_id(self):
+        """The payout that settled the payment: its own, or its capture's when the
+        capture is a child transaction (always on 19.0)."""
         for tx in self:
-            tx.vipps_payout_id = tx.vipps_settlement_line_ids.payout_id[:1]
+            captures = tx.child_transaction_ids.filtered(
+                lambda child: child._vipps_kind() == "capture"
+            )
+            lines = tx.vipps_settlement_line_ids | captures.vipps_settlement_line_ids
+            tx.vipps_payout_id = lines.payout_id[:1]
 
     def _vipps_settled_by(self, kind):
         """The transactions of this payment that a ledger entry of ``kind``
@@ -489,7 +498,13 @@ class PaymentTransaction(models.Model):
             open_lines = liquidity.filtered(lambda ml: not ml.reconciled)
             return liquidity.account_id[:1], payment.partner_id, open_lines
         account = payment.destination_account_id
-        open_lines = payment.invoice_ids.line_ids.filtered(
+        # A capture's transaction has no invoices of its own: its payment's.
+        invoices = (
+            payment.invoice_ids
+            or self.invoice_ids
+            or self.source_transaction_id.invoice_ids
+        )
+        open_lines = invoices.line_ids.filtered(
             lambda ml: ml.account_id == account and not ml.reconciled
         )
         return account, payment.partner_id.commercial_partner_id, open_lines

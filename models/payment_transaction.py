@@ -21,10 +21,11 @@ class PaymentTransaction(models.Model):
 
     Every answer from Vipps (the read a webhook triggers, the poll, Check status, the
     customer's return, and the answers to create, capture, cancel and refund) goes
-    through Odoo's `_handle_notification_data` -> `_process_notification_data`, which
-    books only what Vipps's aggregate amounts show. What Vipps should do next
-    (capture what is due, release the rest, withdraw a request whose invoice closed)
-    is decided afterwards by `_vipps_settle`, whose answers go through the same path.
+    through Odoo's payment engine (`_vipps_process`, see `compat`) to
+    `_vipps_apply_updates`, which books only what Vipps's aggregate amounts show.
+    What Vipps should do next (capture what is due, release the rest, withdraw a
+    request whose invoice closed) is decided afterwards by `_vipps_settle`, whose
+    answers go through the same path.
     """
 
     _inherit = "payment.transaction"
@@ -105,17 +106,15 @@ class PaymentTransaction(models.Model):
     # === BUSINESS METHODS - REFERENCE === #
 
     @api.model
-    def _compute_reference_prefix(self, provider_code, separator, **values):
-        """Override of `payment` to make the reference one Vipps accepts.
+    def _vipps_reference_prefix(self, prefix, values):
+        """Make Odoo's reference prefix one Vipps accepts (`_compute_reference_prefix`
+        of each series comes here).
 
         Vipps references are 8 to 50 characters of [A-Za-z0-9-], unique per sales
         unit: invoice names lose their slashes (INV/2026/00012 -> INV-2026-00012) and
         get the database's prefix of the provider (K3F9-INV-2026-00012), so that
         databases sharing a sales unit never collide.
         """
-        prefix = super()._compute_reference_prefix(provider_code, separator, **values)
-        if provider_code != "vipps":
-            return prefix
         provider = self.env["payment.provider"].browse(values.get("provider_id"))
         return utils.vipps_reference_prefix(
             prefix, provider.exists().sudo().vipps_reference_prefix
@@ -459,7 +458,12 @@ class PaymentTransaction(models.Model):
         the recipients for every invoice of a batch.
         """
         sent = self.filtered(lambda tx: tx._vipps_is_sent_push())
-        res = super(PaymentTransaction, self - sent)._log_received_message()
+        # A capture or release of the whole payment (19.0 makes one for each) is
+        # told by the payment's own line.
+        whole = self.filtered(
+            lambda tx: tx._vipps_is_whole_part() and tx.state in ("done", "cancel")
+        )
+        res = super(PaymentTransaction, self - sent - whole)._log_received_message()
         for tx in sent:
             for invoice in tx.invoice_ids:
                 # Written by whoever sent it (Odoo's own lines are the customer's).
@@ -483,6 +487,23 @@ class PaymentTransaction(models.Model):
             expiry=fields.Datetime.to_string(self.vipps_expires_at),
         )
 
+    def _log_sent_message(self):
+        """Override of `payment`: a capture or release of the whole payment is not
+        announced; the payment's line tells how it ended."""
+        whole = self.filtered(lambda tx: tx._vipps_is_whole_part())
+        return super(PaymentTransaction, self - whole)._log_sent_message()
+
+    def _vipps_is_whole_part(self):
+        """Whether this is a capture or release of a whole Vipps payment."""
+        self.ensure_one()
+        source = self.source_transaction_id
+        return bool(
+            source
+            and self.provider_code == "vipps"
+            and self.operation != "refund"
+            and not self.currency_id.compare_amounts(self.amount, source.amount)
+        )
+
     def _vipps_is_sent_push(self):
         self.ensure_one()
         return (
@@ -495,12 +516,9 @@ class PaymentTransaction(models.Model):
 
     # === BUSINESS METHODS - PROCESSING === #
 
-    def _get_tx_from_notification_data(self, provider_code, notification_data):
-        """Override of `payment` to find the transaction by its Vipps reference."""
-        tx = super()._get_tx_from_notification_data(provider_code, notification_data)
-        if provider_code != "vipps" or len(tx) == 1:
-            return tx
-        reference = notification_data.get("reference")
+    @api.model
+    def _vipps_find(self, reference):
+        """The payment (not a capture or refund of it) Vipps knows by `reference`."""
         tx = self.search(
             [
                 ("reference", "=", reference),
@@ -516,8 +534,9 @@ class PaymentTransaction(models.Model):
             )
         return tx
 
-    def _process_notification_data(self, notification_data):
-        """Override of `payment` to follow the payment as Vipps reports it.
+    def _vipps_apply_updates(self, notification_data):
+        """Follow the payment as Vipps reports it (the payment engine of each series
+        comes here, see `compat`).
 
         `notification_data` is the payment as Vipps has it: the answer of Get payment,
         or of a capture, cancel or refund, which carry the same state and aggregate
@@ -525,9 +544,6 @@ class PaymentTransaction(models.Model):
         Money is booked only from the aggregate: a capture, release or refund that
         Vipps has not carried out leaves its Odoo transaction unconfirmed.
         """
-        super()._process_notification_data(notification_data)
-        if self.provider_code != "vipps":
-            return
         self._vipps_apply_payment(notification_data)
         status = notification_data.get("state")
         if status in const.STATUS_MAPPING["pending"]:
@@ -542,6 +558,14 @@ class PaymentTransaction(models.Model):
             if not moved and not self.env.context.get("vipps_capture_follows"):
                 self._vipps_set_authorized()
         elif status in const.STATUS_MAPPING["cancel"]:
+            if self.child_transaction_ids.filtered(
+                lambda tx: tx.vipps_operation == "release"
+            ):
+                # A release asked as a child transaction (always one on 19.0) is
+                # booked before the payment itself ends.
+                self._vipps_book_children(
+                    "release", self._vipps_minor(self.vipps_cancelled_amount)
+                )
             if self.state in ("draft", "pending", "authorized"):
                 self._set_canceled(state_message=self._vipps_state_message(status))
                 if status == "EXPIRED":
@@ -599,7 +623,7 @@ class PaymentTransaction(models.Model):
                     state_message=self.env._("The reserved amount was released.")
                 )
         elif parts or captured or released:
-            self._vipps_set_authorized()
+            self._vipps_set_authorized(quiet=captured + released >= total)
             self._vipps_book_children("capture", captured)
             self._vipps_book_children("release", released)
         refunded = self._vipps_minor(self.vipps_refunded_amount)
@@ -864,9 +888,7 @@ class PaymentTransaction(models.Model):
     def _vipps_follow(self, payment):
         """Process a payment as Vipps has it, register it, then settle it."""
         self.ensure_one()
-        self.with_context(vipps_capture_follows=True)._handle_notification_data(
-            "vipps", payment
-        )
+        self.with_context(vipps_capture_follows=True)._vipps_process(payment)
         self._vipps_post_process()
         if not self.env.context.get("vipps_no_settle"):
             self._vipps_settle()
@@ -958,9 +980,14 @@ class PaymentTransaction(models.Model):
             )
         return False
 
-    def _vipps_set_authorized(self):
+    def _vipps_set_authorized(self, quiet=False):
+        """Mark an approved payment authorized; `quiet` when it is captured or
+        released whole at once, which its next line tells."""
         if self.vipps_state == "AUTHORIZED" and self.state in ("draft", "pending"):
-            self._set_authorized()
+            if quiet:
+                self._update_state(("draft", "pending"), "authorized", None)
+            else:
+                self._set_authorized()
 
     def _vipps_invoices_closed(self):
         """Whether the transaction's invoices can no longer be paid through it."""
@@ -1000,17 +1027,13 @@ class PaymentTransaction(models.Model):
         if due:
             captured = self._vipps_minor(self.vipps_captured_amount)
             full = due == self._vipps_minor(self.amount)
-            self._send_capture_request(
-                amount_to_capture=None if full else self._vipps_major(due)
-            )
+            self._vipps_capture(None if full else self._vipps_major(due))
             if self._vipps_minor(self.vipps_captured_amount) - captured < due:
                 return  # not confirmed: a later read settles it
         if remaining > due:
             released = self._vipps_minor(self.vipps_cancelled_amount)
             rest = self._vipps_major(remaining - due)
-            self._send_void_request(
-                amount_to_void=None if rest == self.amount else rest
-            )
+            self._vipps_void(None if rest == self.amount else rest)
             if self._vipps_minor(self.vipps_cancelled_amount) > released:
                 self._vipps_note_release(due, rest)
 
@@ -1056,46 +1079,43 @@ class PaymentTransaction(models.Model):
 
     # === BUSINESS METHODS - CAPTURE, VOID, REFUND, WITHDRAW === #
 
-    def _send_capture_request(self, amount_to_capture=None):
-        """Override of `payment` to capture the payment at Vipps.
+    def _vipps_request_capture(self, child, value):
+        """Capture at Vipps (the engine's `_send_capture_request` of each series).
 
-        A partial capture is a child transaction (created by `payment`); it is
-        confirmed, like a full capture, only when Vipps's aggregate shows it.
+        A capture asked as a child transaction (a partial one on 18.0, every one on
+        19.0) is confirmed, like a full capture, only when Vipps's aggregate shows
+        it.
+
+        :param child: the capture transaction, if the engine made one
+        :param int value: the amount to capture, in minor units
         """
-        child_capture_tx = super()._send_capture_request(
-            amount_to_capture=amount_to_capture
-        )
-        if self.provider_code != "vipps":
-            return child_capture_tx
+        self.ensure_one()
         captured = self._vipps_minor(self.vipps_captured_amount)
-        value = self._vipps_minor(amount_to_capture or self.amount)
-        if child_capture_tx:
-            child_capture_tx.vipps_operation = "capture"
-            child_capture_tx._vipps_send_part()
+        if child:
+            child.vipps_operation = "capture"
+            child._vipps_send_part()
         else:
             self._vipps_modify("capture", value, ("capture", value))
         if self._vipps_minor(self.vipps_captured_amount) - captured < value:
             self._vipps_unconfirmed("capture")
-        return child_capture_tx
 
-    def _send_void_request(self, amount_to_void=None):
-        """Override of `payment` to release the reserved amount at Vipps (cancel).
+    def _vipps_request_release(self, child):
+        """Release the reserved amount at Vipps: cancel (the engine's
+        `_send_void_request` of each series).
 
-        Vipps releases all that is not captured: a partial void (after a partial
-        capture) is a child transaction, confirmed when the aggregate shows it.
+        Vipps releases all that is not captured. A release asked as a child
+        transaction (after a partial capture on 18.0, always on 19.0) is confirmed
+        when the aggregate shows it.
         """
-        child_void_tx = super()._send_void_request(amount_to_void=amount_to_void)
-        if self.provider_code != "vipps":
-            return child_void_tx
+        self.ensure_one()
         released = self._vipps_minor(self.vipps_cancelled_amount)
-        if child_void_tx:
-            child_void_tx.vipps_operation = "release"
-            child_void_tx._vipps_send_part()
+        if child:
+            child.vipps_operation = "release"
+            child._vipps_send_part()
         else:
             self._vipps_modify("cancel", None, ("cancel",))
         if self._vipps_minor(self.vipps_cancelled_amount) <= released:
             self._vipps_unconfirmed("release")
-        return child_void_tx
 
     def _vipps_unconfirmed(self, operation):
         """An operation Vipps did not confirm: for the accountant who asked, an error
@@ -1142,7 +1162,7 @@ class PaymentTransaction(models.Model):
             else:
                 source._vipps_modify("cancel", None, self._vipps_attempt_key())
         except VippsError as error:
-            if not isinstance(error, VippsUnreachableError):
+            if not error.transient:
                 self._set_error(error.args[0])  # refused: not to be sent again
             raise
 
@@ -1164,26 +1184,24 @@ class PaymentTransaction(models.Model):
             payload,
             self._vipps_idempotency_key(*key_parts),
         )
-        self._handle_notification_data("vipps", answer)
+        self._vipps_process(answer)
         self._vipps_post_process()
 
-    def _send_refund_request(self, amount_to_refund=None):
-        """Override of `payment` to refund at Vipps (partial refunds allowed).
+    def _vipps_request_refund(self, refund_tx):
+        """Refund at Vipps, partial refunds allowed (the engine's
+        `_send_refund_request` of each series).
 
         The refund transaction is confirmed only when Vipps's aggregate shows the
         money refunded. When the answer is lost it stays unconfirmed and the outbox
         sends it again with the same Idempotency-Key (its own reference), which
         cannot refund twice.
         """
-        refund_tx = super()._send_refund_request(amount_to_refund=amount_to_refund)
-        if self.provider_code != "vipps":
-            return refund_tx
+        self.ensure_one()
         # Vipps is read first: a refund it shows and Odoo lost (a crash after the
         # call) is this one asked again, not a second refund.
         self.with_context(vipps_no_settle=True)._vipps_sync()
         if refund_tx.state == "draft":
             refund_tx._vipps_send_refund()
-        return refund_tx
 
     def _vipps_send_refund(self):
         """Send the refund this refund transaction stands for (again).
@@ -1235,7 +1253,7 @@ class PaymentTransaction(models.Model):
                 raise
             self._vipps_follow(provider_sudo._vipps_get_payment(self.reference))
             return False
-        self._handle_notification_data("vipps", answer)
+        self._vipps_process(answer)
         self._vipps_post_process()
         return self.vipps_state in const.VIPPS_FINAL_FAILED_STATES
 

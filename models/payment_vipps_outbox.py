@@ -6,7 +6,7 @@ import psycopg2
 from odoo import api, fields, models
 from odoo.exceptions import UserError, ValidationError
 
-from .. import const
+from .. import compat, const
 from ..exceptions import VippsBusyError, VippsError
 
 _logger = logging.getLogger(__name__)
@@ -77,14 +77,11 @@ class PaymentVippsOutbox(models.Model):
         readonly=True, help="Technical: the failure is noted on the invoice."
     )
 
-    _sql_constraints = [
-        (
-            "target",
-            "CHECK(move_id IS NOT NULL OR transaction_id IS NOT NULL "
-            "OR reference IS NOT NULL)",
-            "An outbox row is about an invoice, a transaction or a reference.",
-        )
-    ]
+    _target = compat.Constraint(
+        "CHECK(move_id IS NOT NULL OR transaction_id IS NOT NULL "
+        "OR reference IS NOT NULL)",
+        "An outbox row is about an invoice, a transaction or a reference.",
+    )
 
     # === ACTION METHODS === #
 

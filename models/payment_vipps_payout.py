@@ -2,6 +2,8 @@ from odoo import api, fields, models
 from odoo.exceptions import AccessError, UserError
 from odoo.tools import float_compare
 
+from .. import compat
+
 EXCEPTIONS = [
     ("unknown_payment", "Payment unknown to Odoo"),
     ("unknown_refund", "Refund Odoo did not record"),
@@ -48,13 +50,10 @@ class PaymentVippsSettlementLine(models.Model):
     exception = fields.Selection(selection=EXCEPTIONS, readonly=True)
     note = fields.Char(readonly=True)
 
-    _sql_constraints = [
-        (
-            "entry_unique",
-            "unique(provider_id, psp_reference, entry_type)",
-            "A ledger entry is read once per sales unit.",
-        ),
-    ]
+    _entry_unique = compat.Constraint(
+        "unique(provider_id, psp_reference, entry_type)",
+        "A ledger entry is read once per sales unit.",
+    )
 
     def _vipps_kind(self):
         """capture, refund, fees, payout or other."""
@@ -163,13 +162,10 @@ class PaymentVippsPayout(models.Model):
         "payout was booked. The entry was not changed: compare it with the report.",
     )
 
-    _sql_constraints = [
-        (
-            "payout_unique",
-            "unique(provider_id, payout_reference)",
-            "A payout is recorded once.",
-        ),
-    ]
+    _payout_unique = compat.Constraint(
+        "unique(provider_id, payout_reference)",
+        "A payout is recorded once.",
+    )
 
     @api.depends("line_ids.amount", "line_ids.entry_type", "line_ids.exception")
     def _compute_amounts(self):

@@ -1,5 +1,7 @@
 from odoo import fields, models
 
+from .. import compat
+
 
 class PaymentVippsToken(models.Model):
     """The access token of a Vipps provider, shared by all Odoo workers.
@@ -22,6 +24,7 @@ class PaymentVippsToken(models.Model):
     token = fields.Char(required=True)
     expires_at = fields.Datetime(required=True)
 
-    _sql_constraints = [
-        ("unique_provider", "UNIQUE(provider_id)", "One token per provider."),
-    ]
+    _unique_provider = compat.Constraint(
+        "UNIQUE(provider_id)",
+        "One token per provider.",
+    )

@@ -3,11 +3,13 @@ from datetime import timedelta
 from unittest.mock import patch
 
 from odoo import Command, fields
+from odoo.exceptions import UserError
 from odoo.tests import HttpCase
 
 from odoo.addons.account_payment.tests.common import AccountPaymentCommon
 
-from .. import const
+from .. import compat, const
+from ..compat import testing
 from ..models.payment_provider import _TOKEN_CACHE
 from ..vipps_emulator import Emulator
 
@@ -51,11 +53,9 @@ class VippsCommon(AccountPaymentCommon):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        if cls.registry.test_cr is None:
-            # As in HttpCase: cursors opened by the code under test (the token store,
-            # the HTTP server) join the test transaction instead of waiting for it.
-            cls.registry.enter_test_mode(cls.cr)
-            cls.addClassCleanup(cls.registry.leave_test_mode)
+        # As in HttpCase: cursors opened by the code under test (the token store,
+        # the HTTP server) join the test transaction instead of waiting for it.
+        testing.enter_test_mode(cls)
         cls.emulator = get_emulator()
         cls.emulator.reset()
         _TOKEN_CACHE.clear()
@@ -84,6 +84,30 @@ class VippsCommon(AccountPaymentCommon):
         self.emulator.clear_requests()
 
     # === HELPERS === #
+
+    def payments(self, tx):
+        """The payments Odoo posted for a Vipps payment: on the transaction, or on
+        its captures when they are child transactions (always on 19.0)."""
+        captures = tx.child_transaction_ids.filtered(lambda t: t.operation != "refund")
+        return (tx | captures).payment_id
+
+    def assert_refund_refused(self, tx, amount, pattern):
+        """A refund Vipps refuses is booked nowhere. 18.0 raises the refusal to the
+        accountant and keeps nothing; 19.0's engine keeps an errored refund
+        transaction and tells the accountant in a notification."""
+        before = tx.child_transaction_ids
+        if compat.REFUSAL_KEPT_AS_ERROR:
+            tx.action_refund(amount_to_refund=amount)
+            refund = tx.child_transaction_ids - before
+            self.assertEqual(refund.mapped("state"), ["error"])
+            self.assertRegex(refund.state_message, pattern)
+            self.assertFalse(refund.payment_id)
+        else:
+            # Odoo's assertRaises rolls back, as the failed request does.
+            with self.assertRaises(UserError) as error:
+                tx.action_refund(amount_to_refund=amount)
+            self.assertRegex(str(error.exception), pattern)
+            self.assertEqual(tx.child_transaction_ids, before)
 
     def vipps_calls(self, operation=None):
         """The calls the emulator received (optionally of one operation)."""
@@ -152,7 +176,7 @@ class VippsInvoiceCommon(VippsCommon):
         cls.customer = cls.env["res.partner"].create(
             {
                 "name": "Kari Nordmann",
-                "mobile": "+47 912 34 567",
+                compat.MOBILE: "+47 912 34 567",
                 "country_id": cls.env.ref("base.no").id,
                 "email": "kari@example.com",
             }
@@ -211,8 +235,7 @@ class VippsHttpCommon(VippsInvoiceCommon, HttpCase):
 
     def setUp(self):
         super().setUp()
-        self.registry.test_lock.acquire()
-        self.addCleanup(self.registry.test_lock.release)
+        testing.share_with_server(self)
         # The emulator outlives each test's rollback: re-align its registrations.
         self.vipps._vipps_ensure_webhook()
 
@@ -220,11 +243,10 @@ class VippsHttpCommon(VippsInvoiceCommon, HttpCase):
     def server_turn(self):
         """Let the server threads use the database (webhooks, HTTP requests)."""
         self.env.flush_all()
-        self.registry.test_lock.release()
         try:
-            yield
+            with testing.server_turn(self):
+                yield
         finally:
-            self.registry.test_lock.acquire()
             self.env.invalidate_all()
 
     def wait_for_webhooks(self):

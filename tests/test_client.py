@@ -5,7 +5,7 @@ from unittest.mock import patch
 from odoo import fields
 from odoo.tests import tagged
 
-from .. import const
+from .. import compat, const
 from ..exceptions import VippsError, VippsUnreachableError
 from ..models.payment_provider import _TOKEN_CACHE
 from .common import VippsCommon
@@ -144,7 +144,9 @@ class TestVippsClient(VippsCommon):
             headers = call["headers"]
             self.assertEqual(headers.get("Merchant-Serial-Number"), "123456")
             self.assertEqual(headers.get("Vipps-System-Name"), "odoo")
-            self.assertTrue(headers.get("Vipps-System-Version", "").startswith("18.0"))
+            self.assertTrue(
+                headers.get("Vipps-System-Version", "").startswith(compat.SERIES)
+            )
             self.assertEqual(headers.get("Vipps-System-Plugin-Name"), "payment_vipps")
             self.assertEqual(
                 headers.get("Vipps-System-Plugin-Version"), module.installed_version

@@ -4,12 +4,14 @@ import polib
 
 from odoo.tests import tagged
 
-from .. import const
+from .. import compat, const
 from .common import VippsHttpCommon
 
 I18N = Path(__file__).resolve().parent.parent / "i18n"
 # Odoo's language codes and the files that translate them.
 LANGUAGES = {"nb_NO": "nb", "da_DK": "da", "fi_FI": "fi", "sv_SE": "sv"}
+# Odoo's own Danish date format: 31-12-2026 on 18.0, 31.12.2026 on 19.0.
+DANISH_DATE = "31.12.2026" if compat.ODOO_19 else "31-12-2026"
 
 
 def shipped(code):
@@ -69,7 +71,7 @@ class TestVippsCustomerLanguage(VippsHttpCommon):
         language and format."""
         expected = {
             "nb_NO": ("31.12.2026", "2 300,00 kr"),
-            "da_DK": ("31-12-2026", "2.300,00 kr"),
+            "da_DK": (DANISH_DATE, "2.300,00 kr"),
             "fi_FI": ("31.12.2026", "2 300,00 kr"),
         }
         for lang, (date, amount) in expected.items():
@@ -111,7 +113,7 @@ class TestVippsCustomerLanguage(VippsHttpCommon):
         customer's language; the accountant's note stays in theirs."""
         for lang, date, amount in (
             ("nb_NO", "31.12.2026", "2 300,00 kr"),
-            ("da_DK", "31-12-2026", "2.300,00 kr"),
+            ("da_DK", DANISH_DATE, "2.300,00 kr"),
             ("fi_FI", "31.12.2026", "2 300,00 kr"),
         ):
             with self.subTest(lang=lang):

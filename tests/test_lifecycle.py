@@ -133,8 +133,7 @@ class TestVippsLifecycle(VippsInvoiceCommon):
     def test_refund_above_captured_refused_by_vipps(self):
         """Refunding more than was captured is refused with Vipps's reason."""
         invoice, tx = self._paid_by_vipps()
-        with self.assertRaisesRegex(UserError, "6150|refund"):
-            tx._send_refund_request(amount_to_refund=tx.amount + 1)
+        self.assert_refund_refused(tx, tx.amount + 1, "6150")
 
     # === EXPIRY RE-SENDS === #
 
@@ -233,6 +232,6 @@ class TestVippsLifecycle(VippsInvoiceCommon):
         """Without the setting a credit note stays a credit."""
         invoice, tx = self._paid_by_vipps()
         credit_note = self._credit_note(invoice)
-        self.assertFalse(tx.child_transaction_ids)
+        self.assertFalse(tx.child_transaction_ids.filtered(lambda t: t.amount < 0))
         self.assertFalse(self.vipps_calls("refundPayment"))
         self.assertEqual(credit_note.payment_state, "not_paid")

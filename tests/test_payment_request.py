@@ -277,14 +277,14 @@ class TestVippsPaymentRequest(VippsInvoiceCommon):
         self.assertTrue(tx.is_post_processed)
         self.assertEqual(invoice.vipps_state, "paid")
         self.assertIn(invoice.payment_state, ("paid", "in_payment"))
-        self.assertEqual(len(tx.payment_id), 1)
+        self.assertEqual(len(self.payments(tx)), 1)
         self.assertEqual(
             self.emulator.payment(tx.reference).captured, tx._vipps_minor(tx.amount)
         )
         # Checking again changes nothing and captures nothing more.
         invoice.action_vipps_check_status()
         self.assertEqual(len(self.vipps_calls("capturePayment")), 1)
-        self.assertEqual(len(invoice.transaction_ids.payment_id), 1)
+        self.assertEqual(len(self.payments(invoice.transaction_ids)), 1)
 
     def test_approval_confirmed_in_one_chatter_message(self):
         """Sent and paid each leave one line in the chatter, not one per step
@@ -322,7 +322,7 @@ class TestVippsPaymentRequest(VippsInvoiceCommon):
         tx.vipps_last_sync = fields.Datetime.now() - timedelta(hours=1)
         poll.method_direct_trigger()
         self.assertEqual(invoice.vipps_state, "paid")
-        self.assertEqual(len(tx.payment_id), 1)
+        self.assertEqual(len(self.payments(tx)), 1)
         self.assertEqual(
             self.emulator.payment(tx.reference).captured, tx._vipps_minor(tx.amount)
         )

@@ -2,6 +2,7 @@ from odoo.exceptions import AccessError, ValidationError
 from odoo.modules.neutralize import get_neutralization_queries
 from odoo.tests import tagged
 
+from .. import compat
 from .common import VippsCommon
 
 CREDENTIAL_FIELDS = ("vipps_client_id", "vipps_client_secret", "vipps_subscription_key")
@@ -57,7 +58,7 @@ class TestVippsProvider(VippsCommon):
             {
                 "name": "Accountant",
                 "login": "vipps_accountant",
-                "groups_id": [
+                compat.GROUPS: [
                     (6, 0, [self.env.ref("account.group_account_manager").id])
                 ],
             }

@@ -210,7 +210,10 @@ class TestVippsSettlement(VippsSettlementCommon):
             sorted(exceptions.mapped("exception")),
             ["amount_differs", "unknown_payment", "unknown_refund"],
         )
-        self.assertEqual(payout.line_ids.filtered("transaction_id").transaction_id, tx)
+        self.assertEqual(
+            payout.line_ids.filtered("transaction_id").transaction_id,
+            tx._vipps_settled_by("capture"),
+        )
         self.assertFalse(self.read_ledger())  # read again: still one payout, not booked
         payout.action_book()
         self.assert_booked(payout)
@@ -364,8 +367,10 @@ class TestVippsSettlement(VippsSettlementCommon):
         later = self.pay(amount=300.0)
         action = payout.action_view_unsettled()
         listed = self.env["payment.transaction"].search(action["domain"])
-        self.assertEqual(listed, later)
-        self.assertNotIn(settled, listed)
+        # The capture is what a payout settles: the payment itself, or its capture
+        # transaction (always one on 19.0).
+        self.assertEqual(listed, later._vipps_settled_by("capture"))
+        self.assertFalse(listed & settled._vipps_settled_by("capture"))
         self.assertEqual(payout.ledger_date, fields.Date.to_date("2026-11-02"))
 
     def test_payments_without_outstanding_account(self):
@@ -373,8 +378,9 @@ class TestVippsSettlement(VippsSettlementCommon):
         no journal entry (Odoo 18 with the Enterprise accounting app, which cannot
         run here: its one switch is played): the payout settles the invoices'
         receivables and the invoices show paid."""
-        method_line = self.env["account.payment.method.line"].search(
-            [("payment_provider_id", "=", self.vipps.id)]
+        # The line Odoo's payment engine gives the provider's payments.
+        method_line = self.vipps.journal_id.inbound_payment_method_line_ids.filtered(
+            lambda line: line.payment_provider_id == self.vipps
         )
         method_line.payment_account_id = False
         Move = type(self.env["account.move"])
@@ -382,14 +388,15 @@ class TestVippsSettlement(VippsSettlementCommon):
             Move, "_get_invoice_in_payment_state", lambda self: "in_payment"
         ):
             tx = self.pay()
-            self.assertEqual(tx.payment_id.payment_method_line_id, method_line)
-            self.assertFalse(tx.payment_id.move_id)
+            payment = self.payments(tx)
+            self.assertEqual(payment.payment_method_line_id, method_line)
+            self.assertFalse(payment.move_id)
             self.assertEqual(tx.invoice_ids.payment_state, "in_payment")
             self.next_day()
             (payout,) = self.read_ledger()
             self.assert_booked(payout)
             receivable = payout.move_id.line_ids.filtered(
-                lambda line: line.account_id == tx.payment_id.destination_account_id
+                lambda line: line.account_id == payment.destination_account_id
             )
             self.assertTrue(receivable.reconciled)
             self.assertEqual(tx.invoice_ids.payment_state, "paid")

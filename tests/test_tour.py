@@ -1,6 +1,6 @@
-from odoo.tests import HttpCase, tagged
+from odoo.tests import tagged
 
-from .common import VippsInvoiceCommon
+from .common import VippsHttpCommon
 
 # Runs in the emulator's "app" page: approve the push request with a real click on
 # the page's Approve button; the form is then posted by fetch so that the result can
@@ -24,31 +24,30 @@ form.querySelector("button[name='approve']").click();
 
 
 @tagged("post_install", "-at_install")
-class TestVippsTour(VippsInvoiceCommon, HttpCase):
+class TestVippsTour(VippsHttpCommon):
     vipps_merchant = "approved"
-
-    @classmethod
-    def _vipps_base_url(cls):
-        return cls.base_url()
 
     def test_accountant_requests_customer_approves_invoice_paid(self):
         """Request in Odoo, approve in the app page, see the invoice paid."""
         self.env.ref("base.user_admin").company_ids |= self.env.company
         self.env.ref("base.user_admin").company_id = self.env.company
         invoice = self.create_invoice()
-        self.start_tour(
-            f"/odoo/action-account.action_move_out_invoice_type/{invoice.id}",
-            "payment_vipps_request_payment",
-            login="admin",
-        )
+        with self.server_turn():
+            self.start_tour(
+                f"/odoo/action-account.action_move_out_invoice_type/{invoice.id}",
+                "payment_vipps_request_payment",
+                login="admin",
+            )
         self.assertEqual(invoice.vipps_state, "pending")
         inbox = f"{self.emulator.url}/app/inbox?phone={self.PHONE}"
-        self.browser_js(inbox, APPROVE_IN_APP)
-        self.assertTrue(self.emulator.wait_for_webhooks(timeout=20))
-        self.env.invalidate_all()  # the webhook was followed by the server
+        with self.server_turn():
+            self.browser_js(inbox, APPROVE_IN_APP)
+            self.assertTrue(self.emulator.wait_for_webhooks(timeout=20))
+        # The webhook was followed by the server.
         self.assertEqual(invoice.vipps_state, "paid")
-        self.start_tour(
-            f"/odoo/action-account.action_move_out_invoice_type/{invoice.id}",
-            "payment_vipps_invoice_paid",
-            login="admin",
-        )
+        with self.server_turn():
+            self.start_tour(
+                f"/odoo/action-account.action_move_out_invoice_type/{invoice.id}",
+                "payment_vipps_invoice_paid",
+                login="admin",
+            )

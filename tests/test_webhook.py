@@ -163,7 +163,7 @@ class TestVippsWebhook(VippsHttpCommon):
         self._deliver_and_process()
         self.assertEqual(tx.state, "done")
         self.assertEqual(len(self.vipps_calls("capturePayment")), 1)
-        self.assertEqual(len(invoice.transaction_ids.payment_id), 1)
+        self.assertEqual(len(self.payments(invoice.transaction_ids)), 1)
         self.assertEqual(invoice.vipps_state, "paid")
 
     def test_webhook_poll_and_check_status_capture_once(self):
@@ -178,13 +178,8 @@ class TestVippsWebhook(VippsHttpCommon):
         self.env.ref("payment_vipps.cron_process_outbox").method_direct_trigger()
         invoice.action_vipps_check_status()
         self.assertEqual(len(self.vipps_calls("capturePayment")), 1)
-        self.assertEqual(len(invoice.transaction_ids.payment_id), 1)
-        self.assertEqual(
-            self.env["account.payment"].search_count(
-                [("invoice_ids", "=", invoice.id)]
-            ),
-            1,
-        )
+        self.assertEqual(len(self.payments(invoice.transaction_ids)), 1)
+        self.assertEqual(len(invoice._get_reconciled_payments()), 1)
 
     def test_webhook_body_never_trusted(self):
         """A validly signed 'AUTHORIZED' for an unapproved payment changes nothing."""

@@ -37,11 +37,9 @@ import psutil
 import psycopg2
 from psycopg2 import sql
 
-import odoo
 from odoo.tests import BaseCase, tagged
 
 ADDON = Path(__file__).resolve().parents[1]
-ODOO_BIN = Path(odoo.__file__).resolve().parent.parent / "odoo-bin"
 DEMO_DATA = ADDON / "tools" / "demo_data.py"
 SERVER_OPTIONS = {"workers": 2, "max_cron_threads": 2}
 # Customers and invoices of the set-up, one group per test: (ref, invoices, posted).
@@ -57,8 +55,11 @@ SETUP = textwrap.dedent(
     from odoo import Command, fields
     from odoo.tools import config
     config.parse_config(["-c", sys.argv[1], "-i", "payment_vipps", "--workers=0"])
+    odoo.modules.module.initialize_sys_path()
+    from odoo.addons.payment_vipps import compat
+    from odoo.addons.payment_vipps.compat import testing
     params = json.loads(sys.argv[3])
-    registry = odoo.modules.registry.Registry.new(sys.argv[2], update_module=True)
+    registry = testing.registry_installing(sys.argv[2], ["payment_vipps"])
     with registry.cursor() as cr:
         env = odoo.api.Environment(cr, odoo.SUPERUSER_ID, {})
         demo = {"__name__": "demo_data"}
@@ -75,7 +76,7 @@ SETUP = textwrap.dedent(
                 customers.append(
                     {
                         "name": f"Customer {ref} {number}",
-                        "mobile": "+" + msisdn,
+                        compat.MOBILE: "+" + msisdn,
                         "country_id": env.ref("base.no").id,
                         "vipps_phone": "+" + msisdn,
                         "vipps_consent_date": fields.Datetime.now(),
@@ -249,7 +250,7 @@ class Stack:
         """Start Odoo in prefork mode; return once a worker answers /web/login."""
         with (self.folder / "odoo.stderr").open("a") as log:
             self.server = subprocess.Popen(
-                [sys.executable, str(ODOO_BIN), "-c", str(self.config)],
+                [sys.executable, "-m", "odoo", "-c", str(self.config)],
                 stdout=subprocess.DEVNULL,
                 stderr=log,
             )

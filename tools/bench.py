@@ -30,6 +30,8 @@ from unittest.mock import patch
 
 from odoo import Command, fields
 
+from odoo.addons.payment_vipps import compat
+
 TOOLS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TOOLS))
 
@@ -115,7 +117,7 @@ def _customers(env, count, prefix, consent=False):
         [
             {
                 "name": f"{prefix} customer {index}",
-                "mobile": f"+47 4{1000001 + index:07d}",
+                compat.MOBILE: f"+47 4{1000001 + index:07d}",
                 "email": f"{prefix.lower()}{index}@example.com",
                 "country_id": env.ref("base.no").id,
                 **(

@@ -12,7 +12,7 @@ import requests
 
 from odoo import Command, fields
 
-from odoo.addons.payment_vipps import utils
+from odoo.addons.payment_vipps import compat, utils
 
 XMLID_MODULE = "payment_vipps_demo"
 
@@ -31,7 +31,7 @@ CUSTOMERS = [
         {
             "name": "Kari Nordmann",
             "email": "kari.nordmann@example.com",
-            "mobile": "+47 412 34 567",
+            compat.MOBILE: "+47 412 34 567",
             "street": "Storgata 12",
             "zip": "0155",
             "city": "Oslo",
@@ -42,7 +42,7 @@ CUSTOMERS = [
         {
             "name": "Lars Berg",
             "email": "lars.berg@example.com",
-            "mobile": "915 55 123",
+            compat.MOBILE: "915 55 123",
             "street": "Bryggen 3",
             "zip": "5003",
             "city": "Bergen",
@@ -256,7 +256,8 @@ def load(env, params):
         partner = partners[name]
         if not partner.vipps_consent_date:
             partner._vipps_store_consent(
-                utils.to_e164(partner.mobile, "NO"), "agreed on the service contract"
+                utils.to_e164(partner[compat.MOBILE], "NO"),
+                "agreed on the service contract",
             )
     partners["partner_lars"].invoice_sending_method = "vipps"
     _norwegian(env, company, partners.values())

@@ -34,18 +34,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 MODULE = "payment_vipps"
 STATE = REPO / ".dev"
-VENV = STATE / "venv"
 TOOLS = REPO / "tools"
-DEFAULT_ODOO_SRC = (
-    Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    / MODULE
-    / "odoo-18.0"
-)
-ODOO_DOWNLOAD_URL = "https://nightly.odoo.com/18.0/nightly/src/odoo_18.0.latest.tar.gz"
+CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / MODULE
+# The Odoo series the addon supports; the first is the default.
+SERIES = ("18.0", "19.0")
 DB_ROLE = "odoo"
-TEST_DB = "payment_vipps_test"
-DEMO_DB = "payment_vipps_demo"
-TEMPLATE_PREFIX = "payment_vipps_tmpl_"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 # The emulator behaves as Vipps does for an ordinary sales unit unless asked:
 # long-living payments (5050) and PUSH_MESSAGE (5080) refused, profile.sub written a
@@ -53,6 +46,31 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 # benchmarks use a sales unit Vipps approved for both, with profile.sub at once, to
 # show and measure requests sent to the app.
 EMULATOR_APPROVED = ["--approved", "--sub-delay", "0"]
+
+
+def select_series(series):
+    """Point every per-series path and database name at `series`.
+
+    Each series has its own source tree, virtualenv, configuration files and
+    databases; the PostgreSQL server and the addon link are shared. 18.0 keeps the
+    names it always had, so an existing demo database stays where it was.
+    """
+    global SERIE, DEFAULT_ODOO_SRC, ODOO_DOWNLOAD_URL, VENV, SERIES_STATE
+    global TEST_DB, DEMO_DB, TEMPLATE_PREFIX
+    SERIE = series
+    DEFAULT_ODOO_SRC = CACHE / f"odoo-{series}"
+    ODOO_DOWNLOAD_URL = (
+        f"https://nightly.odoo.com/{series}/nightly/src/odoo_{series}.latest.tar.gz"
+    )
+    suffix = "" if series == SERIES[0] else "_" + series.split(".")[0]
+    SERIES_STATE = STATE if series == SERIES[0] else STATE / series
+    VENV = SERIES_STATE / "venv"
+    TEST_DB = f"payment_vipps_test{suffix}"
+    DEMO_DB = f"payment_vipps_demo{suffix}"
+    TEMPLATE_PREFIX = f"payment_vipps_tmpl{suffix}_"
+
+
+select_series(os.environ.get("ODOO_SERIES") or SERIES[0])
 
 
 def say(message):
@@ -78,36 +96,40 @@ def run(cmd, check=True, **kwargs):
 # --------------------------------------------------------------------------------------
 
 
-def is_odoo_18_source(path):
+def is_odoo_source(path):
     release = Path(path) / "odoo" / "release.py"
     if not release.is_file() or not (Path(path) / "requirements.txt").is_file():
         return False
     namespace = {}
     exec(release.read_text(), namespace)  # noqa: S102 - Odoo's own version file
     addons = Path(path) / "odoo" / "addons"
-    return namespace.get("serie") == "18.0" and (addons / "account_payment").is_dir()
+    return namespace.get("serie") == SERIE and (addons / "account_payment").is_dir()
 
 
 def find_odoo_source():
-    """Return the Odoo 18.0 source tree: ODOO_SRC, the default place, or a download."""
+    """Return the Odoo source tree of the series: ODOO_SRC, the default place, or a
+    download of the official Community nightly."""
     explicit = os.environ.get("ODOO_SRC")
     if explicit:
-        if not is_odoo_18_source(explicit):
+        if not is_odoo_source(explicit):
             fail(
-                f"ODOO_SRC={explicit} is not an Odoo 18.0 source tree (expected "
+                f"ODOO_SRC={explicit} is not an Odoo {SERIE} source tree (expected "
                 "setup.py, requirements.txt and odoo/ with every addon in odoo/addons)."
             )
         return Path(explicit).resolve()
-    if is_odoo_18_source(DEFAULT_ODOO_SRC):
+    if is_odoo_source(DEFAULT_ODOO_SRC):
         return DEFAULT_ODOO_SRC
-    say(f"No Odoo 18.0 source in {DEFAULT_ODOO_SRC}; downloading {ODOO_DOWNLOAD_URL}")
+    say(
+        f"No Odoo {SERIE} source in {DEFAULT_ODOO_SRC}; downloading {ODOO_DOWNLOAD_URL}"
+    )
     try:
         download_odoo_source(DEFAULT_ODOO_SRC)
     except OSError as err:
         fail(
-            f"Could not find or download the Odoo 18.0 source ({err}).\n"
-            "Point ODOO_SRC at an Odoo 18.0 source tree (setup.py, requirements.txt, "
-            f"odoo/ with its addons), or unpack one into {DEFAULT_ODOO_SRC}."
+            f"Could not find or download the Odoo {SERIE} source ({err}).\n"
+            f"Point ODOO_SRC at an Odoo {SERIE} source tree (setup.py, "
+            "requirements.txt, odoo/ with its addons), or unpack one into "
+            f"{DEFAULT_ODOO_SRC}."
         )
     return DEFAULT_ODOO_SRC
 
@@ -122,8 +144,8 @@ def download_odoo_source(target):
         with tarfile.open(archive) as tar:
             tar.extractall(tmp, filter="data")
         roots = [p for p in Path(tmp).iterdir() if p.is_dir()]
-        if len(roots) != 1 or not is_odoo_18_source(roots[0]):
-            raise OSError("the downloaded archive is not an Odoo 18.0 source tree")
+        if len(roots) != 1 or not is_odoo_source(roots[0]):
+            raise OSError(f"the downloaded archive is not an Odoo {SERIE} source tree")
         roots[0].rename(target)
 
 
@@ -148,14 +170,22 @@ def ensure_venv(odoo_src):
     fingerprint = requirements_fingerprint(odoo_src)
     if stamp.exists() and stamp.read_text() == fingerprint and venv_python().exists():
         return
-    if sys.version_info < (3, 10) or sys.version_info >= (3, 13):
-        fail(f"Odoo 18.0 needs Python 3.10 to 3.12; this is {sys.version.split()[0]}.")
+    release = {}
+    exec((odoo_src / "odoo" / "release.py").read_text(), release)  # noqa: S102
+    # 18.0's release.py does not say; its README does: 3.10 to 3.12.
+    lowest = release.get("MIN_PY_VERSION", (3, 10))
+    highest = release.get("MAX_PY_VERSION", (3, 12))
+    if not lowest <= sys.version_info[:2] <= highest:
+        fail(
+            f"Odoo {SERIE} needs Python {'.'.join(map(str, lowest))} to "
+            f"{'.'.join(map(str, highest))}; this is {sys.version.split()[0]}."
+        )
     say(f"Creating the virtualenv in {VENV}")
     started = time.monotonic()
-    STATE.mkdir(exist_ok=True)
+    SERIES_STATE.mkdir(parents=True, exist_ok=True)
     run([sys.executable, "-m", "venv", VENV])
     # python-ldap needs system headers and serves only auth_ldap: leave it out.
-    odoo_requirements = STATE / "odoo-requirements.txt"
+    odoo_requirements = SERIES_STATE / "odoo-requirements.txt"
     odoo_requirements.write_text(
         "".join(
             line + "\n"
@@ -187,7 +217,7 @@ def bootstrap():
     odoo_src = find_odoo_source()
     ensure_venv(odoo_src)
     if Path(sys.prefix).resolve() != VENV.resolve():
-        env = dict(os.environ, PAYMENT_VIPPS_ODOO_SRC=str(odoo_src))
+        env = dict(os.environ, PAYMENT_VIPPS_ODOO_SRC=str(odoo_src), ODOO_SERIES=SERIE)
         os.execve(venv_python(), [str(venv_python()), __file__, *sys.argv[1:]], env)
     return odoo_src
 
@@ -298,13 +328,14 @@ def write_config(odoo_src, database, name, **extra):
         "addons_path": f"{odoo_src / 'odoo' / 'addons'},{addons_dir()}",
         "data_dir": str(STATE / "data"),
         "admin_passwd": "admin",
-        "without_demo": "all",
+        # Without demo data: 18.0 says so with without_demo, 19.0 by default.
+        **({"without_demo": "all"} if SERIE == "18.0" else {}),
         "http_interface": "127.0.0.1",
         "max_cron_threads": "0",
         **database.options,
         **extra,
     }
-    path = STATE / f"{name}.conf"
+    path = SERIES_STATE / f"{name}.conf"
     path.write_text(
         "[options]\n" + "".join(f"{key} = {value}\n" for key, value in options.items())
     )
@@ -323,6 +354,9 @@ def ensure_template(odoo_src, database, config):
     release = (odoo_src / "odoo" / "release.py").read_bytes()
     digest = hashlib.sha256(json.dumps(depends).encode() + release)
     digest.update(str(odoo_src).encode())
+    # The modules Odoo can find: a tree unpacked again with other modules needs a
+    # template that lists them.
+    digest.update(" ".join(sorted(os.listdir(odoo_src / "odoo" / "addons"))).encode())
     name = TEMPLATE_PREFIX + digest.hexdigest()[:12]
     if database.exists(name):
         return name
@@ -382,7 +416,7 @@ def cmd_test(odoo_src, args):
     ensure_browser()
     config = write_config(odoo_src, database, "test", http_port=free_port())
     fresh_database(odoo_src, database, config, TEST_DB)
-    junit = STATE / "pytest-junit.xml"
+    junit = SERIES_STATE / "pytest-junit.xml"
     env = dict(
         os.environ,
         PAYMENT_VIPPS_TEMPLATE_DB=ensure_template(odoo_src, database, config),
@@ -1168,6 +1202,12 @@ def run_in_odoo(config, dbname, script, **params):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
+        "--series",
+        choices=SERIES,
+        default=SERIE,
+        help=f"the Odoo series to run on (default: ODOO_SERIES or {SERIES[0]})",
+    )
+    parser.add_argument(
         "--db-host", help="PostgreSQL host (default: PGHOST or embedded)"
     )
     parser.add_argument("--db-port", help="PostgreSQL port (default: PGPORT)")
@@ -1213,7 +1253,7 @@ def main():
     )
     bench = commands.add_parser("bench", help="measure what one invoice request costs")
     bench.add_argument("--sizes", default="1,10,100,1000", help="batch sizes")
-    bench.add_argument("--output", default=str(STATE / "bench.json"))
+    bench.add_argument("--output", help="where the figures go (default: .dev/)")
     bench.add_argument(
         "--bulk", type=int, default=1000, help="bulk request size (0: skip)"
     )
@@ -1227,6 +1267,9 @@ def main():
         help="skip the cProfile run of the largest batch",
     )
     args = parser.parse_args()
+    select_series(args.series)
+    if args.command == "bench" and not args.output:
+        args.output = str(SERIES_STATE / "bench.json")
     odoo_src = bootstrap()
     handler = {
         "demo": cmd_demo,

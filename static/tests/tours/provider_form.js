@@ -1,7 +1,6 @@
 /** @odoo-module */
 
 import {registry} from "@web/core/registry";
-import {stepUtils} from "@web_tour/tour_service/tour_utils";
 
 // The provider form shows the Vipps credentials (secrets masked) and the technical
 // API URL override to an administrator, and saves what is typed.
@@ -35,6 +34,15 @@ registry.category("web_tour.tours").add("payment_vipps_provider_form", {
       trigger: "div[name='vipps_api_url_override'] input",
       run: "edit http://127.0.0.1:8077",
     },
-    ...stepUtils.saveForm(),
+    // Saved as stepUtils.saveForm() does; its module moved in 19.0.
+    {
+      content: "Save the provider",
+      trigger: ".o_form_button_save:enabled",
+      run: "click",
+    },
+    {
+      content: "Wait until it is saved",
+      trigger: ".o_form_readonly, .o_form_saved",
+    },
   ],
 });
