@@ -908,6 +908,22 @@ class PaymentTransaction(models.Model):
         )
         self._vipps_post_process()
 
+    def _create_payment(self, **extra_create_values):
+        """Override of `account_payment`: the payment of a capture pays the invoices
+        of its Vipps payment (a child transaction has none of its own), also where
+        the payment has no journal entry to reconcile."""
+        source = self.source_transaction_id
+        if (
+            self.provider_code == "vipps"
+            and source
+            and self.operation != "refund"
+            and not self.invoice_ids
+        ):
+            extra_create_values.setdefault(
+                "invoice_ids", [Command.set(source.invoice_ids.ids)]
+            )
+        return super()._create_payment(**extra_create_values)
+
     def _vipps_post_process(self):
         """Register what finished: payments of confirmed captures and refunds."""
         txs = self | self.child_transaction_ids

@@ -835,7 +835,7 @@ def bench_burst_run(odoo_src, database, count, workers, singles=False):
         )
         # odoo-bin, not `-m odoo`: with workers Odoo re-executes its own script.
         server = subprocess.Popen(
-            [sys.executable, odoo_src / "odoo-bin", "-c", config, "-d", name]
+            [sys.executable, odoo_bin(odoo_src), "-c", config, "-d", name]
             + ["--db-filter", name]
         )
         wait_for(f"{base_url}/web/login", timeout=120)
@@ -1090,6 +1090,24 @@ def cmd_demo(odoo_src, args):
 DEMO_SERVER_OPTIONS = {"workers": 2, "max_cron_threads": 2}
 
 
+def odoo_bin(odoo_src):
+    """Odoo's `odoo-bin`; a source tree without one (a snapshot of the `odoo/`
+    package) gets the same few lines in .dev."""
+    script = odoo_src / "odoo-bin"
+    if script.is_file():
+        return script
+    script = SERIES_STATE / "odoo-bin"
+    script.write_text(
+        "#!/usr/bin/env python3\n"
+        "__import__('os').environ['TZ'] = 'UTC'\n"
+        "from odoo.cli.command import main\n"
+        "\n"
+        "if __name__ == '__main__':\n"
+        "    main()\n"
+    )
+    return script
+
+
 def start_odoo_server(odoo_src, config, dbname, options):
     """Start Odoo's server on one database through `odoo-bin`.
 
@@ -1106,7 +1124,7 @@ def start_odoo_server(odoo_src, config, dbname, options):
     options = {"gevent_port": free_port(), **options}
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
     return subprocess.Popen(
-        [sys.executable, odoo_src / "odoo-bin", "-c", config, "-d", dbname]
+        [sys.executable, odoo_bin(odoo_src), "-c", config, "-d", dbname]
         + ["--db-filter", f"^{dbname}$"]
         + [f"--{key.replace('_', '-')}={value}" for key, value in options.items()],
         env=dict(os.environ, PATH=path),
@@ -1186,6 +1204,7 @@ def run_in_odoo(config, dbname, script, **params):
     """Run `load(env, params)` of a Python script with a superuser env, and commit."""
     runner = (
         "import json, sys, odoo\n"
+        "import odoo.api, odoo.modules.registry, odoo.service.server\n"
         "from odoo.tools import config\n"
         "config.parse_config(['-c', sys.argv[1]])\n"
         "odoo.service.server.load_server_wide_modules()\n"
