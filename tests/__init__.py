@@ -13,3 +13,4 @@ from . import test_uninstall
 from . import test_webhook
 from . import test_workers
 from . import test_settlement
+from . import test_compat

@@ -229,8 +229,8 @@ def _demo_lifecycle(env, size, product, prefix="D"):
         )
     with Counter(env, _NoEmulator()) as process:
         for tx in transactions:
-            tx._process_notification_data(
-                {"reference": tx.reference, "simulated_state": "done"}
+            compat.process_payment_data(
+                tx, "demo", {"reference": tx.reference, "simulated_state": "done"}
             )
             tx._post_process()
     return {
